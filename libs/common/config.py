@@ -1,0 +1,132 @@
+"""The platform config file of api.md (TOML): regions, namespaces, reconciler, faults, auth.
+
+Loaded once at startup and validated strictly: an unknown table or field, a
+region name that breaks the naming rule, or a namespace whose home is not a
+configured region is a :class:`ConfigError` naming the offending entry.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from libs.common.errors import ConfigError
+from libs.common.naming import NAMESPACE_RE, check_region
+
+DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NamespaceConfig(_Strict):
+    """How one namespace behaves; unlisted namespaces take ``[namespaces.default]``."""
+
+    home_region: str | None = None
+    default_ttl: Annotated[float, Field(gt=0)] = 3600.0
+    ttl_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    propagation: Literal["invalidate", "replicate"] = "invalidate"
+    origin: str | None = None
+    negative_ttl: Annotated[float, Field(ge=0)] = 5.0
+    stale_while_revalidate: Annotated[float, Field(ge=0)] = 0.0
+
+
+class PlatformSection(_Strict):
+    regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS), min_length=1)
+
+
+class RegionConfig(_Strict):
+    url: str | None = None
+    eviction: Literal["lru", "lfu"] | None = None
+    maxmemory: str | None = None
+
+
+class ReconcilerSection(_Strict):
+    interval: Annotated[float, Field(gt=0)] = 60.0
+
+
+class FaultsSection(_Strict):
+    relay_drop_rate: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+
+
+class AuthKey(_Strict):
+    name: str
+    secret_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    scopes: list[Literal["read", "write", "invalidate", "admin"]]
+    namespaces: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class AuthSection(_Strict):
+    keys: list[AuthKey] = Field(default_factory=list)
+
+
+class PlatformConfig(_Strict):
+    platform: PlatformSection = Field(default_factory=PlatformSection)
+    regions: dict[str, RegionConfig] = Field(default_factory=dict)
+    namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)
+    reconciler: ReconcilerSection = Field(default_factory=ReconcilerSection)
+    faults: FaultsSection = Field(default_factory=FaultsSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+
+    @model_validator(mode="after")
+    def _check_names(self) -> PlatformConfig:
+        regions = self.platform.regions
+        for name in regions:
+            check_region(name)
+        if len(set(regions)) != len(regions):
+            raise ValueError(f"platform.regions lists a region twice: {regions}")
+        for name in [*self.regions, *self.faults.relay_drop_rate]:
+            if name not in regions:
+                raise ValueError(f"region {name!r} is not in platform.regions {regions}")
+        for ns, cfg in self.namespaces.items():
+            if ns != "default" and not NAMESPACE_RE.fullmatch(ns):
+                raise ValueError(f"namespace {ns!r} must match {NAMESPACE_RE.pattern}")
+            home = cfg.home_region
+            if home is not None and home != "hash" and home not in regions:
+                raise ValueError(
+                    f"namespaces.{ns}.home_region {home!r} is neither 'hash' nor one of {regions}"
+                )
+        return self
+
+    def namespace(self, ns: str) -> NamespaceConfig:
+        """The effective config of ``ns``: its own table over ``[namespaces.default]``."""
+        default = self.namespaces.get("default", NamespaceConfig())
+        own = self.namespaces.get(ns)
+        if own is None or ns == "default":
+            merged = default
+        else:
+            merged = default.model_copy(update=own.model_dump(exclude_unset=True))
+        if merged.home_region is None:
+            merged = merged.model_copy(update={"home_region": self.platform.regions[0]})
+        return merged
+
+    def region(self, name: str) -> RegionConfig:
+        return self.regions.get(name, RegionConfig())
+
+
+def load_platform_config(path: Path | None) -> PlatformConfig:
+    """Read and validate the TOML file; ``None`` gives the embedded defaults."""
+    if path is None:
+        return PlatformConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path} is invalid:\n{_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""The invalidation event of events.md: model, strict validation, orjson codec.
+
+Decoding is strict about what the format defines (types, names, ranges) and
+ignores unknown fields so the format can grow. Anything that fails raises
+:class:`InvalidEvent` with a reason; consumers count it, log it and move the
+message to the dead-letter topic, never stop on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from libs.common.errors import InvalidEvent, MrcacheError
+from libs.common.naming import check_key, check_namespace, check_tag
+from libs.common.versions import MAX_VERSION
+
+FORMAT_VERSION = 1
+EventType = Literal["key", "namespace", "tag"]
+KeyOp = Literal["set", "delete"]
+_TYPES = ("key", "namespace", "tag")
+_OPS = ("set", "delete")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    ns: str
+    version: int
+    origin: str
+    ts_ms: int
+    id: str
+    key: str | None = None
+    tag: str | None = None
+    op: KeyOp | None = None
+    value_b64: str | None = None
+    content_type: str | None = None
+    ttl: float | None = None
+
+    @property
+    def kafka_key(self) -> bytes:
+        """``{ns}/{key}`` for key events so one key's events share a partition; else ``{ns}``."""
+        if self.type == "key":
+            return f"{self.ns}/{self.key}".encode()
+        return self.ns.encode()
+
+    def value(self) -> bytes | None:
+        return None if self.value_b64 is None else base64.b64decode(self.value_b64)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def key_event(
+    ns: str,
+    key: str,
+    version: int,
+    op: KeyOp,
+    *,
+    origin: str,
+    value: bytes | None = None,
+    content_type: str | None = None,
+    ttl: float | None = None,
+) -> Event:
+    return Event(
+        type="key",
+        ns=ns,
+        key=key,
+        version=version,
+        op=op,
+        origin=origin,
+        ts_ms=now_ms(),
+        id=new_event_id(),
+        value_b64=None if value is None else base64.b64encode(value).decode("ascii"),
+        content_type=content_type if value is not None else None,
+        ttl=ttl if value is not None else None,
+    )
+
+
+def namespace_event(ns: str, generation: int, *, origin: str) -> Event:
+    return Event(
+        type="namespace",
+        ns=ns,
+        version=generation,
+        origin=origin,
+        ts_ms=now_ms(),
+        id=new_event_id(),
+    )
+
+
+def tag_event(ns: str, tag: str, version: int, *, origin: str) -> Event:
+    return Event(
+        type="tag",
+        ns=ns,
+        tag=tag,
+        version=version,
+        origin=origin,
+        ts_ms=now_ms(),
+        id=new_event_id(),
+    )
+
+
+def encode(event: Event) -> bytes:
+    body: dict[str, Any] = {
+        "v": FORMAT_VERSION,
+        "type": event.type,
+        "ns": event.ns,
+        "version": event.version,
+        "origin": event.origin,
+        "ts_ms": event.ts_ms,
+        "id": event.id,
+    }
+    for name in ("key", "tag", "op", "value_b64", "content_type", "ttl"):
+        value = getattr(event, name)
+        if value is not None:
+            body[name] = value
+    return orjson.dumps(body)
+
+
+def decode(raw: bytes | None) -> Event:
+    """Parse and validate one message value; raises :class:`InvalidEvent`."""
+    if raw is None:
+        raise InvalidEvent("message has no value")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidEvent("event must be a JSON object")
+    try:
+        return _from_dict(body)
+    except InvalidEvent:
+        raise
+    except MrcacheError as exc:  # a naming rule of api.md
+        raise InvalidEvent(exc.message) from None
+
+
+def _from_dict(body: dict[str, Any]) -> Event:
+    if body.get("v") != FORMAT_VERSION or isinstance(body.get("v"), bool):
+        raise InvalidEvent(f"unsupported format version {body.get('v')!r}, expected 1")
+    etype = body.get("type")
+    if etype not in _TYPES:
+        raise InvalidEvent(f"type must be one of {_TYPES}, got {etype!r}")
+    ns = check_namespace(_str(body, "ns"))
+    version = _int(body, "version", low=1, high=MAX_VERSION)
+    origin = _str(body, "origin", limit=128)
+    ts_ms = _int(body, "ts_ms", low=0, high=MAX_VERSION)
+    event_id = _str(body, "id", limit=128)
+    key = tag = op = value_b64 = content_type = None
+    ttl: float | None = None
+    if etype == "key":
+        key = check_key(_str(body, "key"))
+        op = body.get("op")
+        if op not in _OPS:
+            raise InvalidEvent(f"op must be one of {_OPS}, got {op!r}")
+        if body.get("value_b64") is not None:
+            value_b64 = _str(body, "value_b64", limit=None)
+            try:
+                base64.b64decode(value_b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidEvent("value_b64 is not valid base64") from None
+            content_type = (
+                _str(body, "content_type", limit=255)
+                if body.get("content_type") is not None
+                else "application/octet-stream"
+            )
+            if body.get("ttl") is not None:
+                ttl = _float(body, "ttl")
+    elif etype == "tag":
+        tag = check_tag(_str(body, "tag"))
+    return Event(
+        type=etype,
+        ns=ns,
+        version=version,
+        origin=origin,
+        ts_ms=ts_ms,
+        id=event_id,
+        key=key,
+        tag=tag,
+        op=op,
+        value_b64=value_b64,
+        content_type=content_type,
+        ttl=ttl,
+    )
+
+
+def _str(body: dict[str, Any], name: str, *, limit: int | None = 1024) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"{name} must be a non-empty string")
+    if limit is not None and len(value) > limit:
+        raise InvalidEvent(f"{name} is longer than {limit} characters")
+    return value
+
+
+def _int(body: dict[str, Any], name: str, *, low: int, high: int) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidEvent(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _float(body: dict[str, Any], name: str) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(f"{name} must be a number")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidEvent(f"{name} must be positive")
+    return float(value)

@@ -1,0 +1,72 @@
+"""The whole Redis key schema of a region, in one place.
+
+Every key of one cache entry carries the same hash tag ``{<ns>/<key>}`` so
+that a Lua script touching an entry (value, tombstone, and later its lease)
+stays inside one Redis Cluster hash slot. Namespace metadata (generation and
+tag versions) lives in one hash per namespace under its own tag, read with
+plain commands next to the entry, never inside a cross-slot script.
+
+==============================  =====  =============================================
+key                             type   holds
+==============================  =====  =============================================
+``mrc:e:{<ns>/<key>}``          hash   one entry: value or tombstone (fields below)
+``mrc:n:{<ns>}``                hash   ``gen`` (namespace generation), ``t:<tag>``
+                                       (tag versions)
+``mrc:outbox:{<region>}``       list   encoded events waiting for Kafka, oldest first
+``mrc:outbox-lock:{<region>}``  str    token of the process draining the outbox
+==============================  =====  =============================================
+
+Entry hash fields: ``v`` value bytes, ``ct`` content type, ``ver`` version,
+``ts`` write time (epoch ms), ``exp`` soft expiry (epoch ms), ``gen`` namespace
+generation at write, ``tg`` tags joined by ``,``, ``tv`` the tags' versions at
+write joined by ``,``, ``tomb`` ``1`` for a tombstone (no value, version kept).
+"""
+
+from __future__ import annotations
+
+PREFIX = "mrc"
+
+F_VALUE = "v"
+F_CONTENT_TYPE = "ct"
+F_VERSION = "ver"
+F_WRITTEN_MS = "ts"
+F_EXPIRES_MS = "exp"
+F_GENERATION = "gen"
+F_TAGS = "tg"
+F_TAG_VERSIONS = "tv"
+F_TOMBSTONE = "tomb"
+
+ENTRY_FIELDS = (
+    F_VALUE,
+    F_CONTENT_TYPE,
+    F_VERSION,
+    F_WRITTEN_MS,
+    F_EXPIRES_MS,
+    F_GENERATION,
+    F_TAGS,
+    F_TAG_VERSIONS,
+    F_TOMBSTONE,
+)
+
+NS_GENERATION = "gen"
+TAG_FIELD_PREFIX = "t:"
+
+
+def entry(ns: str, key: str) -> bytes:
+    return f"{PREFIX}:e:{{{ns}/{key}}}".encode()
+
+
+def namespace_meta(ns: str) -> bytes:
+    return f"{PREFIX}:n:{{{ns}}}".encode()
+
+
+def tag_field(tag: str) -> str:
+    return TAG_FIELD_PREFIX + tag
+
+
+def outbox(region: str) -> bytes:
+    return f"{PREFIX}:outbox:{{{region}}}".encode()
+
+
+def outbox_lock(region: str) -> bytes:
+    return f"{PREFIX}:outbox-lock:{{{region}}}".encode()

@@ -1,0 +1,21 @@
+-- Raise a namespace generation ('gen') or a tag version ('t:<tag>'): O(1)
+-- invalidation of every entry stamped with an older one.
+-- KEYS[1] namespace meta hash
+-- ARGV[1] field   ARGV[2] version, '' to assign max(current + 1, now_us)
+-- Returns {1, version} or {0, current} when the held version is not older.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
+local ver
+if ARGV[2] ~= '' then
+  ver = tonumber(ARGV[2])
+  if ver <= cur then return {0, cur} end
+else
+  ver = math.max(cur + 1, now)
+end
+if ARGV[1] ~= 'gen' and redis.call('HEXISTS', KEYS[1], 'gen') == 0 then
+  -- meta was never created or was evicted: a fresh generation voids older entries
+  redis.call('HSET', KEYS[1], 'gen', string.format('%d', now))
+end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', ver))
+return {1, ver}

@@ -1,0 +1,94 @@
+"""Prometheus metrics of api.md, each set in its own registry (no global state).
+
+Every process builds one :class:`Metrics` and passes it to what it starts, so
+two apps in one test process never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Request latencies sit between 100 µs (hit) and seconds (a forward or an origin).
+_LATENCY_BUCKETS = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "mrcache_requests",
+            "HTTP requests by route and status.",
+            ["region", "route", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "mrcache_request_seconds",
+            "HTTP request latency.",
+            ["region", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cache_results = Counter(
+            "mrcache_cache_results", "Reads by result.", ["region", "result"], registry=r
+        )
+        self.invalidations_published = Counter(
+            "mrcache_invalidations_published",
+            "Events accepted by Kafka.",
+            ["region", "type"],
+            registry=r,
+        )
+        self.invalidations_applied = Counter(
+            "mrcache_invalidations_applied",
+            "Events applied to a region's Redis.",
+            ["region", "type"],
+            registry=r,
+        )
+        self.invalidation_lag = Histogram(
+            "mrcache_invalidation_lag_seconds",
+            "Publish to applied, per applying region.",
+            ["region"],
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.invalid_events = Counter(
+            "mrcache_invalid_events", "Malformed events sent to DLQ.", ["region"], registry=r
+        )
+        self.reconciler_repairs = Counter(
+            "mrcache_reconciler_repairs", "Stale copies repaired.", ["region"], registry=r
+        )
+        self.origin_requests = Counter(
+            "mrcache_origin_requests", "Origin fetches by outcome.", ["ns", "outcome"], registry=r
+        )
+        self.outbox_depth = Gauge(
+            "mrcache_outbox_depth", "Events waiting in the outbox.", ["region"], registry=r
+        )
+        self.outbox_events = Counter(
+            "mrcache_outbox_events", "Events queued to the outbox.", ["region"], registry=r
+        )
+        self.publish_failures = Counter(
+            "mrcache_publish_failures",
+            "Direct publishes that failed over to the outbox.",
+            ["region"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

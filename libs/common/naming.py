@@ -1,0 +1,91 @@
+"""Names and limits of api.md: regions, namespaces, keys, tags, TTLs.
+
+Every function either returns the normalised value or raises the error whose
+``code`` api.md names for that violation, so HTTP handlers, the event decoder
+and config loading share one definition of what is valid.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from libs.common.errors import ConfigError, InvalidKey, InvalidNamespace, InvalidTag, InvalidTtl
+
+REGION_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
+NAMESPACE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+MAX_KEY_BYTES = 512
+MAX_TAGS = 16
+# C0 controls, DEL and C1 controls: invisible in logs and ambiguous in URLs.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_region(name: str) -> str:
+    if not isinstance(name, str) or not REGION_RE.fullmatch(name):
+        raise ConfigError(f"invalid region name {name!r}: must match {REGION_RE.pattern}")
+    return name
+
+
+def check_namespace(ns: str) -> str:
+    if not NAMESPACE_RE.fullmatch(ns):
+        raise InvalidNamespace(
+            f"namespace {_shown(ns)} must match {NAMESPACE_RE.pattern}",
+        )
+    return ns
+
+
+def check_key(key: str) -> str:
+    """A key is 1..512 bytes of UTF-8 without control characters."""
+    if not key:
+        raise InvalidKey("key must not be empty")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKey("key is not valid UTF-8") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidKey(f"key is {size} bytes, at most {MAX_KEY_BYTES} allowed")
+    if _CONTROL_RE.search(key):
+        raise InvalidKey("key must not contain control characters")
+    return key
+
+
+def decode_key(raw: bytes) -> str:
+    """Decode URL-decoded key bytes strictly (a lenient decoder would alias keys)."""
+    try:
+        return check_key(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidKey("key is not valid UTF-8") from None
+
+
+def check_tag(tag: str) -> str:
+    if not NAMESPACE_RE.fullmatch(tag):
+        raise InvalidTag(f"tag {_shown(tag)} must match {NAMESPACE_RE.pattern}")
+    return tag
+
+
+def parse_tags(raw: str | None) -> tuple[str, ...]:
+    """Parse ``tags=a,b``: validated, de-duplicated, order kept, at most 16."""
+    if raw is None or raw == "":
+        return ()
+    tags = tuple(dict.fromkeys(check_tag(t.strip()) for t in raw.split(",")))
+    if len(tags) > MAX_TAGS:
+        raise InvalidTag(f"{len(tags)} tags given, at most {MAX_TAGS} per entry")
+    return tags
+
+
+def parse_ttl(raw: str | float | None, *, default: float, max_ttl: float) -> float:
+    """Seconds, decimal allowed, ``0 < ttl <= max_ttl``; ``None`` takes ``default``."""
+    if raw is None:
+        return default
+    try:
+        ttl = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidTtl(f"ttl {_shown(str(raw))} is not a number of seconds") from None
+    if not math.isfinite(ttl) or ttl <= 0 or ttl > max_ttl:
+        raise InvalidTtl(f"ttl must be > 0 and <= {max_ttl:g} seconds, got {_shown(str(raw))}")
+    return ttl
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """Quote user input for an error message without echoing megabytes of it."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")

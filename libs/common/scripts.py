@@ -1,0 +1,27 @@
+"""The Lua scripts that change entries and namespace metadata atomically.
+
+Every change that compares versions runs inside one script on one key, so
+two writers (a home write and a relay applying an event, say) can never
+interleave between the comparison and the update.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+
+def _source(name: str) -> str:
+    return (files("libs.common") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The scripts registered on one Redis client (EVALSHA, reloaded on NOSCRIPT)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.set: AsyncScript = redis.register_script(_source("set"))
+        self.tombstone: AsyncScript = redis.register_script(_source("tombstone"))
+        self.bump: AsyncScript = redis.register_script(_source("bump"))
+        self.stamp: AsyncScript = redis.register_script(_source("stamp"))

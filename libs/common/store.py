@@ -1,0 +1,254 @@
+"""A region's Redis as mrcache sees it: versioned entries and namespace metadata.
+
+An entry is served only when it is *valid*: not a tombstone, not past its soft
+expiry, stamped with the namespace's current generation and with the current
+version of each of its tags. Invalidating a namespace or a tag therefore
+touches one field, whatever the number of entries (architecture.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from libs.common import keys
+from libs.common.errors import PreconditionFailed, StaleVersion, StoreUnavailable
+from libs.common.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+
+class Lookup(Enum):
+    HIT = "hit"
+    ABSENT = "absent"  # nothing held at all
+    TOMBSTONE = "tombstone"  # deleted, version kept
+    INVALIDATED = "invalidated"  # older namespace generation or tag version
+    EXPIRED = "expired"  # past its soft TTL, still held for stale serving
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    value: bytes
+    content_type: str
+    version: int
+    written_ms: int
+    expires_ms: int
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    lookup: Lookup
+    # the raw version held (value or tombstone, valid or not); 0 when nothing is held
+    held_version: int
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    version: int
+    written_ms: int
+    expires_ms: int
+
+
+_ABSENT = ReadResult(Lookup.ABSENT, 0)
+
+
+class RegionStore:
+    """Reads and versioned writes on one region's Redis."""
+
+    def __init__(self, redis: Redis, *, tombstone_ttl: float) -> None:
+        self.redis = redis
+        self.scripts = Scripts(redis)
+        self.tombstone_ms = int(tombstone_ttl * 1000)
+
+    # -- reads ---------------------------------------------------------------
+
+    async def read(self, ns: str, key: str) -> ReadResult:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(keys.entry(ns, key), keys.ENTRY_FIELDS)
+                pipe.hget(keys.namespace_meta(ns), keys.NS_GENERATION)
+                fields, gen = await pipe.execute()
+            result = _judge(fields, gen)
+            if result.lookup is Lookup.HIT and result.entry is not None and result.entry.tags:
+                current = await self.redis.hmget(
+                    keys.namespace_meta(ns), [keys.tag_field(t) for t in result.entry.tags]
+                )
+                result = _judge_tags(result, fields, current)
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return result
+
+    async def read_many(self, ns: str, key_list: Sequence[str]) -> list[ReadResult]:
+        """Read up to a batch of keys in one round trip (plus one for tagged hits)."""
+        meta = keys.namespace_meta(ns)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hget(meta, keys.NS_GENERATION)
+                for key in key_list:
+                    pipe.hmget(keys.entry(ns, key), keys.ENTRY_FIELDS)
+                replies = await pipe.execute()
+            gen = replies[0]
+            results = [_judge(fields, gen) for fields in replies[1:]]
+            tagged = sorted({t for r in results if r.entry for t in r.entry.tags})
+            if tagged:
+                current = await self.redis.hmget(meta, [keys.tag_field(t) for t in tagged])
+                versions = dict(zip(tagged, current, strict=True))
+                results = [
+                    _judge_tags(r, fields, [versions[t] for t in r.entry.tags])
+                    if r.entry and r.entry.tags
+                    else r
+                    for r, fields in zip(results, replies[1:], strict=True)
+                ]
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return results
+
+    # -- writes --------------------------------------------------------------
+
+    async def write(
+        self,
+        ns: str,
+        key: str,
+        value: bytes,
+        *,
+        content_type: str,
+        ttl: float,
+        tags: tuple[str, ...] = (),
+        external_version: int | None = None,
+        expect_version: int | None = None,
+        keep_after_expiry: float = 0.0,
+    ) -> WriteResult:
+        """Versioned set. ``expect_version`` is the raw version that must still be held
+        (compare-and-set; 0 = nothing held); ``external_version`` must be newer than it.
+        """
+        try:
+            stamps = await self.scripts.stamp(keys=[keys.namespace_meta(ns)], args=list(tags))
+            gen, tag_versions = stamps[0], stamps[1:]
+            reply = await self.scripts.set(
+                keys=[keys.entry(ns, key)],
+                args=[
+                    value,
+                    content_type,
+                    max(1, int(ttl * 1000)),
+                    int(keep_after_expiry * 1000),
+                    gen,
+                    ",".join(tags),
+                    b",".join(tag_versions),
+                    "" if external_version is None else external_version,
+                    "" if expect_version is None else expect_version,
+                ],
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        if reply[0] == 1:
+            return WriteResult(int(reply[1]), int(reply[2]), int(reply[3]))
+        current = int(reply[2])
+        if reply[1] == b"stale":
+            raise StaleVersion(
+                f"version {external_version} is not newer than the held version {current}",
+                current_version=current,
+            )
+        raise PreconditionFailed("the entry changed or exists", current_version=current)
+
+    async def tombstone(self, ns: str, key: str, version: int | None = None) -> tuple[bool, int]:
+        """Replace the entry by a tombstone; returns (applied, version held afterwards)."""
+        try:
+            reply = await self.scripts.tombstone(
+                keys=[keys.entry(ns, key)],
+                args=[self.tombstone_ms, "" if version is None else version],
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return reply[0] == 1, int(reply[1])
+
+    async def bump_namespace(self, ns: str, version: int | None = None) -> tuple[bool, int]:
+        return await self._bump(ns, keys.NS_GENERATION, version)
+
+    async def bump_tag(self, ns: str, tag: str, version: int | None = None) -> tuple[bool, int]:
+        return await self._bump(ns, keys.tag_field(tag), version)
+
+    async def _bump(self, ns: str, field: str, version: int | None) -> tuple[bool, int]:
+        try:
+            reply = await self.scripts.bump(
+                keys=[keys.namespace_meta(ns)], args=[field, "" if version is None else version]
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return reply[0] == 1, int(reply[1])
+
+    # -- administration --------------------------------------------------------
+
+    async def ping(self) -> None:
+        try:
+            await self.redis.ping()
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+
+    async def apply_eviction(self, policy: str | None, maxmemory: int | None) -> None:
+        """Set ``allkeys-<policy>`` and ``maxmemory``; managed Redis may refuse CONFIG."""
+        try:
+            if policy is not None:
+                await self.redis.config_set("maxmemory-policy", f"allkeys-{policy}")
+            if maxmemory is not None:
+                await self.redis.config_set("maxmemory", str(maxmemory))
+        except ResponseError as exc:
+            log.warning("redis refused eviction settings (managed Redis?): %s", exc)
+
+    async def memory_info(self) -> dict[str, Any]:
+        try:
+            info = await self.redis.info("memory")
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return {
+            "maxmemory_policy": info.get("maxmemory_policy"),
+            "maxmemory": info.get("maxmemory"),
+            "used_memory": info.get("used_memory"),
+        }
+
+
+def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
+    value, ctype, ver, written, expires, egen, tags, _tv, tomb = fields
+    if ver is None:
+        return _ABSENT
+    held = int(ver)
+    if tomb is not None:
+        return ReadResult(Lookup.TOMBSTONE, held)
+    if value is None or written is None or expires is None or egen is None:
+        return ReadResult(Lookup.ABSENT, held)  # a partial hash: evicted mid-way, never served
+    # a missing generation means the meta hash was evicted: nothing older is trusted
+    if gen is None or int(egen) < int(gen):
+        return ReadResult(Lookup.INVALIDATED, held)
+    entry = Entry(
+        value=value,
+        content_type=ctype.decode() if ctype else "application/octet-stream",
+        version=held,
+        written_ms=int(written),
+        expires_ms=int(expires),
+        tags=tuple(tags.decode().split(",")) if tags else (),
+    )
+    if entry.expires_ms <= time.time() * 1000:
+        return ReadResult(Lookup.EXPIRED, held, entry)
+    return ReadResult(Lookup.HIT, held, entry)
+
+
+def _judge_tags(
+    result: ReadResult, fields: list[bytes | None], current: Sequence[Any]
+) -> ReadResult:
+    stamped = fields[7].split(b",") if fields[7] else []
+    for at_write, now in zip(stamped, current, strict=False):
+        if now is not None and int(now) > int(at_write):
+            return ReadResult(Lookup.INVALIDATED, result.held_version)
+    return result
+
+
+def _unavailable(exc: RedisError) -> StoreUnavailable:
+    return StoreUnavailable(f"region store unavailable: {type(exc).__name__}")

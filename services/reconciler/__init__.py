@@ -1,0 +1,1 @@
+"""Snapshot digests, diffs and repairs across regions (reconciler issue)."""

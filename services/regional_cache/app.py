@@ -1,0 +1,41 @@
+"""The regional_cache FastAPI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from libs.common import __version__
+from services.regional_cache import handlers
+from services.regional_cache.middleware import MetricsMiddleware
+from services.regional_cache.routes import keys, namespaces, system
+from services.regional_cache.runtime import Runtime
+from services.regional_cache.settings import RegionalCacheSettings
+
+
+def create_app(settings: RegionalCacheSettings) -> FastAPI:
+    """Build the app for one region; Redis and Kafka clients start with its lifespan."""
+    runtime = Runtime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=f"mrcache regional_cache ({settings.region})",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    handlers.install(app)
+    app.include_router(keys.router)
+    app.include_router(namespaces.router)
+    app.include_router(system.router)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, region=settings.region)
+    return app

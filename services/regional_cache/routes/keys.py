@@ -1,0 +1,268 @@
+"""Entries: PUT, GET, DELETE of one key and batchGet (api.md, "REST API")."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.common import events
+from libs.common.errors import (
+    HomeUnavailable,
+    InvalidContentType,
+    NotFound,
+    PreconditionFailed,
+    ValueTooLarge,
+)
+from libs.common.naming import check_key, parse_tags, parse_ttl
+from libs.common.store import Lookup, ReadResult
+from libs.common.versions import etag, parse_etag_list, parse_version
+from services.regional_cache.deps import KeyDep, NamespaceDep, RuntimeDep
+from services.regional_cache.responses import JsonResponse
+from services.regional_cache.runtime import Runtime
+
+router = APIRouter(tags=["keys"])
+
+KEY_PATH = "/v1/ns/{ns}/keys/{key:path}"
+_DEFAULT_CT = "application/octet-stream"
+_BINARY_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_ERROR = {"description": "error", "content": {"application/json": {}}}
+
+
+class PutResult(BaseModel):
+    ns: str
+    key: str
+    version: int
+    home_region: str
+    ttl: float
+    expires_at: float
+
+
+class BatchGetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keys: Annotated[list[str], Field(max_length=1000)]
+
+
+class BatchItem(BaseModel):
+    key: str
+    found: bool
+    version: int | None = None
+    content_type: str | None = None
+    value_b64: str | None = None
+
+
+class BatchGetResult(BaseModel):
+    items: list[BatchItem]
+
+
+def _require_home(rt: Runtime, ns: str, key: str | None) -> str:
+    home = rt.home_of(ns, key)
+    if home != rt.region:
+        # forwarding to the home region arrives with the cross-region work
+        raise HomeUnavailable(
+            f"the home region of this key is {home}; write there", home_region=home
+        )
+    return home
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ValueTooLarge(f"value is {declared} bytes, at most {limit} allowed")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ValueTooLarge(f"value exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _content_type(raw: str | None) -> str:
+    if raw is None or raw == "":
+        return _DEFAULT_CT
+    if len(raw) > 255 or not raw.isascii() or not raw.isprintable():
+        raise InvalidContentType("Content-Type must be printable ASCII of at most 255 characters")
+    return raw
+
+
+@router.put(
+    KEY_PATH,
+    response_model=PutResult,
+    openapi_extra=_BINARY_BODY,
+    responses={400: _ERROR, 409: _ERROR, 412: _ERROR, 413: _ERROR, 422: _ERROR, 503: _ERROR},
+)
+async def put_key(
+    ns: NamespaceDep,
+    key: KeyDep,
+    request: Request,
+    rt: RuntimeDep,
+    ttl: Annotated[str | None, Query(description="seconds, decimal allowed")] = None,
+    tags: Annotated[str | None, Query(description="comma-separated tags")] = None,
+    version: Annotated[str | None, Query(description="external version")] = None,
+    if_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
+) -> JsonResponse:
+    """Store a value; the key's home region applies it and publishes its event."""
+    settings = rt.settings
+    requested = parse_ttl(ttl, default=0.0, max_ttl=settings.max_ttl) if ttl is not None else None
+    tag_list = parse_tags(tags)
+    external = parse_version(version) if version is not None else None
+    ctype = _content_type(content_type)
+    match = parse_etag_list(if_match) if if_match is not None else []
+    none_match = parse_etag_list(if_none_match) if if_none_match is not None else []
+    value = await _read_body(request, settings.max_value_bytes)
+    home = _require_home(rt, ns, key)
+
+    expect: int | None = None
+    if if_match is not None or if_none_match is not None:
+        current = await rt.store.read(ns, key)
+        live = current.entry.version if current.lookup is Lookup.HIT and current.entry else None
+        if if_match is not None and (live is None or (match is not None and live not in match)):
+            raise PreconditionFailed(
+                "If-Match: the entry is absent or has another version", current_version=live
+            )
+        if (
+            if_none_match is not None
+            and live is not None
+            and (none_match is None or live in none_match)
+        ):
+            raise PreconditionFailed("If-None-Match: the entry exists", current_version=live)
+        expect = current.held_version
+
+    effective_ttl = rt.effective_ttl(ns, requested)
+    cfg = rt.namespace(ns)
+    written = await rt.store.write(
+        ns,
+        key,
+        value,
+        content_type=ctype,
+        ttl=effective_ttl,
+        tags=tag_list,
+        external_version=external,
+        expect_version=expect,
+        keep_after_expiry=cfg.stale_while_revalidate,
+    )
+    replicate = cfg.propagation == "replicate"
+    await rt.publisher.publish(
+        events.key_event(
+            ns,
+            key,
+            written.version,
+            "set",
+            origin=rt.region,
+            value=value if replicate else None,
+            content_type=ctype,
+            ttl=effective_ttl if replicate else None,
+        )
+    )
+    body = {
+        "ns": ns,
+        "key": key,
+        "version": written.version,
+        "home_region": home,
+        "ttl": round((written.expires_ms - written.written_ms) / 1000, 3),
+        "expires_at": written.expires_ms / 1000,
+    }
+    return JsonResponse(body, headers={"ETag": etag(written.version)})
+
+
+@router.get(
+    KEY_PATH,
+    response_class=Response,
+    responses={
+        200: {"content": {"*/*": {}}, "description": "the value"},
+        304: {"description": "not modified"},
+        400: _ERROR,
+        404: _ERROR,
+        503: _ERROR,
+    },
+)
+async def get_key(
+    ns: NamespaceDep,
+    key: KeyDep,
+    rt: RuntimeDep,
+    min_version: Annotated[str | None, Query(description="read-your-writes")] = None,
+    x_min_version: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Read from this region's copy."""
+    floor_raw = min_version if min_version is not None else x_min_version
+    floor = parse_version(floor_raw, what="min_version") if floor_raw is not None else 0
+    not_modified = parse_etag_list(if_none_match) if if_none_match is not None else []
+    result = await rt.store.read(ns, key)
+    entry = result.entry
+    if result.lookup is not Lookup.HIT or entry is None or entry.version < floor:
+        rt.metrics.cache_results.labels(rt.region, "miss").inc()
+        if floor and result.held_version:
+            raise NotFound(f"no copy at version {floor} or newer", held_version=result.held_version)
+        raise NotFound("key not found")
+    rt.metrics.cache_results.labels(rt.region, "hit").inc()
+    headers = {
+        "ETag": etag(entry.version),
+        "X-Cache": "HIT",
+        "X-Cache-Region": rt.region,
+        "Age": str(max(0, int(time.time() - entry.written_ms / 1000))),
+    }
+    if not_modified is None or entry.version in not_modified:
+        return Response(status_code=304, headers=headers)
+    # set the header directly: Response(media_type=...) would append a charset
+    headers["Content-Type"] = entry.content_type
+    return Response(entry.value, headers=headers)
+
+
+@router.delete(
+    KEY_PATH, status_code=204, response_class=Response, responses={400: _ERROR, 503: _ERROR}
+)
+async def delete_key(ns: NamespaceDep, key: KeyDep, rt: RuntimeDep) -> Response:
+    """Delete everywhere: a versioned tombstone at home, then its event."""
+    _require_home(rt, ns, key)
+    _, version = await rt.store.tombstone(ns, key)
+    await rt.publisher.publish(events.key_event(ns, key, version, "delete", origin=rt.region))
+    return Response(status_code=204, headers={"ETag": etag(version)})
+
+
+@router.post(
+    "/v1/ns/{ns}/keys:batchGet", response_model=BatchGetResult, responses={400: _ERROR, 503: _ERROR}
+)
+async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> JsonResponse:
+    """Read up to 1000 keys of one namespace; items come back in request order."""
+    for key in body.keys:
+        check_key(key)
+    results = await rt.store.read_many(ns, body.keys) if body.keys else []
+    items = [_item(key, result) for key, result in zip(body.keys, results, strict=True)]
+    hits = sum(1 for item in items if item["found"])
+    if hits:
+        rt.metrics.cache_results.labels(rt.region, "hit").inc(hits)
+    if len(items) - hits:
+        rt.metrics.cache_results.labels(rt.region, "miss").inc(len(items) - hits)
+    return JsonResponse({"items": items})
+
+
+def _item(key: str, result: ReadResult) -> dict[str, Any]:
+    entry = result.entry
+    if result.lookup is not Lookup.HIT or entry is None:
+        return {
+            "key": key,
+            "found": False,
+            "version": None,
+            "content_type": None,
+            "value_b64": None,
+        }
+    return {
+        "key": key,
+        "found": True,
+        "version": entry.version,
+        "content_type": entry.content_type,
+        "value_b64": base64.b64encode(entry.value).decode("ascii"),
+    }

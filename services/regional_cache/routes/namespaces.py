@@ -1,0 +1,55 @@
+"""Namespace-wide operations: O(1) namespace and tag invalidation, and configuration."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from libs.common import events
+from libs.common.naming import check_tag
+from services.regional_cache.deps import NamespaceDep, RuntimeDep
+from services.regional_cache.responses import JsonResponse
+from services.regional_cache.routes.keys import _ERROR, _require_home
+
+router = APIRouter(tags=["namespaces"])
+
+
+@router.post("/v1/ns/{ns}/invalidate", status_code=202, responses={400: _ERROR, 503: _ERROR})
+async def invalidate_namespace(ns: NamespaceDep, rt: RuntimeDep) -> JsonResponse:
+    """Raise the namespace generation: every entry written before it is gone."""
+    _require_home(rt, ns, None)
+    _, generation = await rt.store.bump_namespace(ns)
+    await rt.publisher.publish(events.namespace_event(ns, generation, origin=rt.region))
+    return JsonResponse({"ns": ns, "generation": generation}, status_code=202)
+
+
+@router.post(
+    "/v1/ns/{ns}/tags/{tag}/invalidate", status_code=202, responses={400: _ERROR, 503: _ERROR}
+)
+async def invalidate_tag(
+    ns: NamespaceDep, tag: Annotated[str, Depends(check_tag)], rt: RuntimeDep
+) -> JsonResponse:
+    """Raise the tag's version: every entry written with the tag before it is gone."""
+    _require_home(rt, ns, None)
+    _, version = await rt.store.bump_tag(ns, tag)
+    await rt.publisher.publish(events.tag_event(ns, tag, version, origin=rt.region))
+    return JsonResponse({"ns": ns, "tag": tag, "version": version}, status_code=202)
+
+
+def _describe(rt: Any, ns: str) -> dict[str, Any]:
+    cfg = rt.namespace(ns)
+    return {"ns": ns, "configured": ns in rt.platform.namespaces, **cfg.model_dump()}
+
+
+@router.get("/v1/ns")
+async def list_namespaces(rt: RuntimeDep) -> JsonResponse:
+    """Every configured namespace (``default`` included) with its effective settings."""
+    names = sorted({"default", *rt.platform.namespaces})
+    return JsonResponse({"namespaces": [_describe(rt, ns) for ns in names]})
+
+
+@router.get("/v1/ns/{ns}", responses={400: _ERROR})
+async def get_namespace(ns: NamespaceDep, rt: RuntimeDep) -> JsonResponse:
+    """The effective settings of one namespace (unlisted ones take ``default``)."""
+    return JsonResponse(_describe(rt, ns))

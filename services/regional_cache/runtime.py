@@ -1,0 +1,97 @@
+"""What a running regional_cache holds: its store, publisher, config and metrics."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from libs.common.config import NamespaceConfig, PlatformConfig
+from libs.common.errors import ConfigError
+from libs.common.homes import home_region
+from libs.common.metrics import Metrics
+from libs.common.publisher import EventPublisher
+from libs.common.store import RegionStore
+from services.regional_cache.settings import RegionalCacheSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: RegionalCacheSettings
+    platform: PlatformConfig
+    redis: Redis
+    store: RegionStore
+    publisher: EventPublisher
+    metrics: Metrics
+    eviction_policy: str | None = None
+    maxmemory: int | None = None
+    _ns_cache: dict[str, NamespaceConfig] = field(default_factory=dict)
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    @classmethod
+    def build(cls, settings: RegionalCacheSettings) -> Runtime:
+        platform = settings.platform()
+        if settings.region not in platform.platform.regions:
+            raise ConfigError(
+                f"region {settings.region!r} is not in platform.regions "
+                f"{platform.platform.regions} of {settings.config}"
+            )
+        password = settings.redis.password
+        redis = Redis.from_url(
+            settings.redis.url,
+            password=password.get_secret_value() if password else None,
+            socket_timeout=settings.redis.socket_timeout,
+            socket_connect_timeout=settings.redis.socket_timeout,
+            max_connections=settings.redis.max_connections,
+        )
+        metrics = Metrics()
+        policy, maxmemory = settings.effective_eviction(platform)
+        return cls(
+            settings=settings,
+            platform=platform,
+            redis=redis,
+            store=RegionStore(redis, tombstone_ttl=settings.tombstone_ttl),
+            publisher=EventPublisher(
+                settings.kafka, redis, region=settings.region, metrics=metrics
+            ),
+            metrics=metrics,
+            eviction_policy=policy,
+            maxmemory=maxmemory,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self.store.apply_eviction(self.eviction_policy, self.maxmemory)
+        except Exception as exc:  # Redis down at startup: /readyz reports it
+            log.warning("could not apply eviction settings yet: %r", exc)
+        await self.publisher.start()
+
+    async def stop(self) -> None:
+        await self.publisher.stop()
+        await self.redis.aclose()
+
+    def namespace(self, ns: str) -> NamespaceConfig:
+        cfg = self._ns_cache.get(ns)
+        if cfg is None:
+            cfg = self.platform.namespace(ns)
+            if len(self._ns_cache) < 10_000:
+                self._ns_cache[ns] = cfg
+        return cfg
+
+    def home_of(self, ns: str, key: str | None) -> str:
+        return home_region(self.namespace(ns), self.platform.platform.regions, ns, key)
+
+    def effective_ttl(self, ns: str, requested: float | None) -> float:
+        """The TTL stored: requested or default, spread by the namespace's jitter."""
+        cfg = self.namespace(ns)
+        ttl = cfg.default_ttl if requested is None else requested
+        if cfg.ttl_jitter:
+            ttl *= random.uniform(1 - cfg.ttl_jitter, 1 + cfg.ttl_jitter)
+        return min(ttl, self.settings.max_ttl)
