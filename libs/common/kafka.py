@@ -47,3 +47,31 @@ def make_consumer(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         **extra,
     )
+
+
+async def ensure_topics(settings: KafkaSettings, *, partitions: int = 12) -> None:
+    """Create the event and dead-letter topics when missing (idempotent).
+
+    Production clusters usually create topics through their own tooling; the
+    local platform and the tests call this before any service starts, so the
+    relays of every region see the same partitions from the first event.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name in (settings.topic, settings.dlq_topic)
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()

