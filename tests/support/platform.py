@@ -86,8 +86,9 @@ class Service:
         return httpx.Client(base_url=self.url, timeout=10.0, **kwargs)  # type: ignore[arg-type]
 
 
-def service_env(region: str, port: int, redis_url: str, bootstrap: str,
-                **extra: str) -> dict[str, str]:
+def service_env(
+    region: str, port: int, redis_url: str, bootstrap: str, **extra: str
+) -> dict[str, str]:
     return {
         "MRCACHE_REGION": region,
         "MRCACHE_PORT": str(port),
@@ -99,17 +100,23 @@ def service_env(region: str, port: int, redis_url: str, bootstrap: str,
     }
 
 
-def start_service(workdir: Path, env: dict[str, str], *, wait_ready: bool = True,
-                  timeout: float = 30.0) -> Service:
+def start_service(
+    workdir: Path, env: dict[str, str], *, wait_ready: bool = True, timeout: float = 30.0
+) -> Service:
     port = int(env["MRCACHE_PORT"])
     region = env["MRCACHE_REGION"]
-    proc = service_process("services.regional_cache", f"regional_cache-{region}-{port}", env,
-                           workdir).start()
+    proc = service_process(
+        "services.regional_cache", f"regional_cache-{region}-{port}", env, workdir
+    ).start()
     service = Service(region, port, proc, env)
     try:
         if wait_ready:
-            wait_until(lambda: _ready(service.url), timeout=timeout,
-                       what=f"regional_cache {region} /readyz", alive=proc.alive)
+            wait_until(
+                lambda: _ready(service.url),
+                timeout=timeout,
+                what=f"regional_cache {region} /readyz",
+                alive=proc.alive,
+            )
         else:
             wait_port(proc, port, timeout)
     except (TimeoutError, RuntimeError) as exc:
@@ -134,8 +141,13 @@ def running_service(workdir: Path, env: dict[str, str], **kwargs: object) -> Ite
         service.proc.stop()
 
 
-def eventually(check: Callable[[], T | None], *, timeout: float = 15.0,
-               what: str = "condition", interval: float = 0.05) -> T:
+def eventually(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -147,8 +159,13 @@ def eventually(check: Callable[[], T | None], *, timeout: float = 15.0,
     raise AssertionError(f"{what} did not happen within {timeout} s (last: {last!r})")
 
 
-async def eventually_async(check: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0,
-                           what: str = "condition", interval: float = 0.05) -> T:
+async def eventually_async(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> T:
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
