@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from libs.common import events
 from libs.common.errors import (
@@ -26,7 +27,16 @@ from services.regional_cache.runtime import Runtime
 
 router = APIRouter(tags=["keys"])
 
-KEY_PATH = "/v1/ns/{ns}/keys/{key:path}"
+
+class _AnyPathConvertor(PathConvertor):
+    """Like ``path`` but also across newlines, so a key with ``%0A`` reaches validation
+    (and gets 400 ``invalid_key``) instead of falling through to a 404."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anypath", _AnyPathConvertor())
+KEY_PATH = "/v1/ns/{ns}/keys/{key:anypath}"
 _DEFAULT_CT = "application/octet-stream"
 _BINARY_BODY: dict[str, Any] = {
     "requestBody": {
