@@ -73,7 +73,7 @@ class KafkaSettings(BaseModel):
 
 
 class EvictionSettings(BaseModel):
-    """Applied to the region's Redis at startup: ``allkeys-<policy>`` and ``maxmemory``."""
+    """Applied to the region's Redis at startup: ``volatile-<policy>`` and ``maxmemory``."""
 
     model_config = ConfigDict(extra="forbid")
 

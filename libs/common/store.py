@@ -194,10 +194,17 @@ class RegionStore:
             raise _unavailable(exc) from None
 
     async def apply_eviction(self, policy: str | None, maxmemory: int | None) -> None:
-        """Set ``allkeys-<policy>`` and ``maxmemory``; managed Redis may refuse CONFIG."""
+        """Set ``volatile-<policy>`` and ``maxmemory``; managed Redis may refuse CONFIG.
+
+        Every entry and tombstone carries a TTL while namespace metadata and the
+        outbox carry none, so ``volatile-*`` evicts exactly the cache entries.
+        ``allkeys-*`` would also evict a namespace's meta hash, and since Redis's
+        LRU clock ticks once a second even a hash read on every request goes,
+        which (safely, but needlessly) voids every entry of the namespace.
+        """
         try:
             if policy is not None:
-                await self.redis.config_set("maxmemory-policy", f"allkeys-{policy}")
+                await self.redis.config_set("maxmemory-policy", redis_policy(policy))
             if maxmemory is not None:
                 await self.redis.config_set("maxmemory", str(maxmemory))
         except ResponseError as exc:
@@ -213,6 +220,11 @@ class RegionStore:
             "maxmemory": info.get("maxmemory"),
             "used_memory": info.get("used_memory"),
         }
+
+
+def redis_policy(policy: str) -> str:
+    """The Redis ``maxmemory-policy`` for mrcache's ``eviction = "lru" | "lfu"``."""
+    return f"volatile-{policy}"
 
 
 def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:

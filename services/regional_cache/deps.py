@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from libs.common.errors import InvalidKey
-from libs.common.naming import check_namespace, decode_key
+from libs.common.naming import NAMESPACE_RE, check_namespace, decode_key
 from services.regional_cache.runtime import Runtime
 
 
@@ -17,8 +17,15 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def key_from_path(request: Request) -> str:
-    """The key decoded strictly from the raw path (the server's decoding is lenient)."""
+def key_from_path(
+    request: Request,
+    key: Annotated[str, Path(description="1..512 bytes of UTF-8, URL-encoded")],
+) -> str:
+    """The key decoded strictly from the raw path (the server's decoding is lenient).
+
+    ``key`` is declared so the OpenAPI schema names the path parameter; its
+    value is the server's lenient decoding and is not used.
+    """
     raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
     parts = raw.split(b"/", 5)
     if len(parts) < 6 or not parts[5]:
@@ -26,7 +33,10 @@ def key_from_path(request: Request) -> str:
     return decode_key(unquote_to_bytes(parts[5]))
 
 
-def namespace_from_path(ns: str) -> str:
+def namespace_from_path(
+    ns: Annotated[str, Path(json_schema_extra={"pattern": f"^{NAMESPACE_RE.pattern}$"})],
+) -> str:
+    # the pattern documents the rule; validation stays ours so the error is invalid_namespace
     return check_namespace(ns)
 
 
