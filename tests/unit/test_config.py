@@ -102,3 +102,10 @@ def test_parse_memory_units() -> None:
     assert parse_memory("100") == 100
     with pytest.raises(ValueError, match="memory size"):
         parse_memory("lots")
+
+
+def test_the_shipped_example_config_loads() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "mrcache.toml"
+    cfg = load_platform_config(path)
+    assert cfg.region("us-east").eviction == "lfu"
+    assert cfg.namespace("products").stale_while_revalidate == 30
