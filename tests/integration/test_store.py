@@ -1,0 +1,97 @@
+"""The versioned Lua scripts against a real redis-server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from libs.common import keys
+from libs.common.errors import PreconditionFailed, StaleVersion
+from libs.common.store import Lookup, RegionStore
+from tests.support.platform import RedisServer
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RegionStore]:
+    client = Redis.from_url(redis_server.url)
+    yield RegionStore(client, tombstone_ttl=60)
+    await client.aclose()
+
+
+@pytest.fixture
+def ns() -> str:
+    return f"s-{uuid.uuid4().hex[:10]}"
+
+
+async def test_tombstone_blocks_older_writes_and_events(store: RegionStore, ns: str) -> None:
+    w = await store.write(ns, "k", b"v1", content_type="text/plain", ttl=60)
+    applied, tomb = await store.tombstone(ns, "k")
+    assert applied and tomb > w.version
+    # an event older than the tombstone changes nothing
+    assert await store.tombstone(ns, "k", version=w.version) == (False, tomb)
+    with pytest.raises(StaleVersion):
+        await store.write(ns, "k", b"old", content_type="x", ttl=60, external_version=w.version)
+    result = await store.read(ns, "k")
+    assert result.lookup is Lookup.TOMBSTONE and result.held_version == tomb
+    # a newer external version applies over the tombstone
+    newer = await store.write(ns, "k", b"v9", content_type="x", ttl=60, external_version=tomb + 1)
+    assert newer.version == tomb + 1
+    assert (await store.read(ns, "k")).lookup is Lookup.HIT
+
+
+async def test_event_tombstone_for_unknown_key_is_kept(store: RegionStore, ns: str) -> None:
+    assert await store.tombstone(ns, "ghost", version=500) == (True, 500)
+    with pytest.raises(StaleVersion):
+        await store.write(ns, "ghost", b"late fill", content_type="x", ttl=5, external_version=400)
+    assert (await store.read(ns, "ghost")).lookup is Lookup.TOMBSTONE
+
+
+async def test_compare_and_set_on_raw_version(store: RegionStore, ns: str) -> None:
+    w = await store.write(ns, "c", b"1", content_type="x", ttl=60)
+    with pytest.raises(PreconditionFailed):
+        await store.write(ns, "c", b"2", content_type="x", ttl=60, expect_version=w.version - 1)
+    ok = await store.write(ns, "c", b"2", content_type="x", ttl=60, expect_version=w.version)
+    assert ok.version > w.version
+    await store.write(ns, "fresh", b"1", content_type="x", ttl=60, expect_version=0)
+    with pytest.raises(PreconditionFailed):
+        await store.write(ns, "fresh", b"1", content_type="x", ttl=60, expect_version=0)
+
+
+async def test_bumps_are_monotonic_and_idempotent(store: RegionStore, ns: str) -> None:
+    applied, gen = await store.bump_namespace(ns)
+    assert applied
+    assert await store.bump_namespace(ns, version=gen) == (False, gen)
+    assert await store.bump_namespace(ns, version=gen - 5) == (False, gen)
+    assert await store.bump_namespace(ns, version=gen + 10) == (True, gen + 10)
+    _, tag = await store.bump_tag(ns, "red")
+    assert await store.bump_tag(ns, "red", version=tag) == (False, tag)
+
+
+async def test_evicted_namespace_meta_voids_older_entries(store: RegionStore, ns: str) -> None:
+    await store.write(ns, "k", b"v", content_type="x", ttl=60)
+    await store.redis.delete(keys.namespace_meta(ns))  # as eviction would
+    assert (await store.read(ns, "k")).lookup is Lookup.INVALIDATED
+    await store.write(ns, "k2", b"v", content_type="x", ttl=60)  # recreates the generation
+    assert (await store.read(ns, "k2")).lookup is Lookup.HIT
+    assert (await store.read(ns, "k")).lookup is Lookup.INVALIDATED
+
+
+async def test_entry_keys_share_one_hash_slot(ns: str) -> None:
+    from redis.crc import key_slot
+
+    for key in ["plain", "with}brace", "{x}", "}{", "a/b"]:
+        entry = keys.entry(ns, key)
+        assert key_slot(entry) == key_slot(entry.replace(b"mrc:e:", b"mrc:l:")), key
+
+
+async def test_read_many_mixes_results(store: RegionStore, ns: str) -> None:
+    await store.write(ns, "a", b"A", content_type="x", ttl=60)
+    await store.write(ns, "t", b"T", content_type="x", ttl=60, tags=("red",))
+    await store.tombstone(ns, "d")
+    await store.bump_tag(ns, "red")
+    got = await store.read_many(ns, ["a", "t", "d", "none"])
+    assert [r.lookup for r in got] == [Lookup.HIT, Lookup.INVALIDATED, Lookup.TOMBSTONE,
+                                       Lookup.ABSENT]
