@@ -11,7 +11,7 @@ key                             type   holds
 ==============================  =====  =============================================
 ``mrc:e:{<ns>/<key>}``          hash   one entry: value or tombstone (fields below)
 ``mrc:n:{<ns>}``                hash   ``gen`` (namespace generation), ``t:<tag>``
-                                       (tag versions)
+                                       (tag versions); absent = never invalidated
 ``mrc:outbox:{<region>}``       list   encoded events waiting for Kafka, oldest first
 ``mrc:outbox-lock:{<region>}``  str    token of the process draining the outbox
 ==============================  =====  =============================================

@@ -236,8 +236,9 @@ def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
         return ReadResult(Lookup.TOMBSTONE, held)
     if value is None or written is None or expires is None or egen is None:
         return ReadResult(Lookup.ABSENT, held)  # a partial hash: evicted mid-way, never served
-    # a missing generation means the meta hash was evicted: nothing older is trusted
-    if gen is None or int(egen) < int(gen):
+    # no generation: the namespace was never invalidated here (meta is never evicted,
+    # see apply_eviction)
+    if gen is not None and int(egen) < int(gen):
         return ReadResult(Lookup.INVALIDATED, held)
     entry = Entry(
         value=value,

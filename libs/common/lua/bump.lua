@@ -13,9 +13,5 @@ if ARGV[2] ~= '' then
 else
   ver = math.max(cur + 1, now)
 end
-if ARGV[1] ~= 'gen' and redis.call('HEXISTS', KEYS[1], 'gen') == 0 then
-  -- meta was never created or was evicted: a fresh generation voids older entries
-  redis.call('HSET', KEYS[1], 'gen', string.format('%d', now))
-end
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', ver))
 return {1, ver}
