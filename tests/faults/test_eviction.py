@@ -13,11 +13,18 @@ VALUE = b"x" * 16 * 1024
 
 
 @pytest.mark.parametrize("policy", ["lru", "lfu"])
-def test_filling_past_maxmemory_evicts_cold_keys(tmp_path: Path, broker: Broker,
-                                                 policy: str) -> None:
+def test_filling_past_maxmemory_evicts_cold_keys(
+    tmp_path: Path, broker: Broker, policy: str
+) -> None:
     server = start_redis(tmp_path)
-    env = service_env("us-east", free_port(), server.url, broker.bootstrap,
-                      MRCACHE_EVICTION__POLICY=policy, MRCACHE_EVICTION__MAXMEMORY="4mb")
+    env = service_env(
+        "us-east",
+        free_port(),
+        server.url,
+        broker.bootstrap,
+        MRCACHE_EVICTION__POLICY=policy,
+        MRCACHE_EVICTION__MAXMEMORY="4mb",
+    )
     try:
         with running_service(tmp_path, env) as svc, svc.client() as client:
             info = client.get("/v1/info").json()["eviction"]

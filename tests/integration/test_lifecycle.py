@@ -12,8 +12,9 @@ from libs.common.processes import free_port
 from tests.support.platform import Broker, RedisServer, service_env, start_service
 
 
-def test_sigterm_stops_the_service_cleanly(tmp_path: Path, redis_server: RedisServer,
-                                           broker: Broker) -> None:
+def test_sigterm_stops_the_service_cleanly(
+    tmp_path: Path, redis_server: RedisServer, broker: Broker
+) -> None:
     env = service_env("eu-west", free_port(), redis_server.url, broker.bootstrap)
     svc = start_service(tmp_path, env)
     try:
@@ -29,8 +30,14 @@ def test_sigterm_stops_the_service_cleanly(tmp_path: Path, redis_server: RedisSe
 
 
 def run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.regional_cache"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "services.regional_cache"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:

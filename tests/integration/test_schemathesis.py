@@ -9,21 +9,40 @@ from pathlib import Path
 
 from tests.support.platform import Service
 
-CHECKS = ",".join([
-    "not_a_server_error",
-    "response_schema_conformance",
-    "content_type_conformance",
-    "status_code_conformance",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "response_schema_conformance",
+        "content_type_conformance",
+        "status_code_conformance",
+    ]
+)
 
 
 def test_generated_requests_find_no_server_error(service: Service, tmp_path: Path) -> None:
     st = Path(sys.executable).with_name("st")
     proc = subprocess.run(
-        [str(st), "run", f"{service.url}/openapi.json", "--checks", CHECKS,
-         "--max-examples", "200", "--phases", "coverage,fuzzing", "--workers", "2",
-         "--seed", "20261126", "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+        [
+            str(st),
+            "run",
+            f"{service.url}/openapi.json",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "200",
+            "--phases",
+            "coverage,fuzzing",
+            "--workers",
+            "2",
+            "--seed",
+            "20261126",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        check=False,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]

@@ -94,5 +94,9 @@ async def test_read_many_mixes_results(store: RegionStore, ns: str) -> None:
     await store.tombstone(ns, "d")
     await store.bump_tag(ns, "red")
     got = await store.read_many(ns, ["a", "t", "d", "none"])
-    assert [r.lookup for r in got] == [Lookup.HIT, Lookup.INVALIDATED, Lookup.TOMBSTONE,
-                                       Lookup.ABSENT]
+    assert [r.lookup for r in got] == [
+        Lookup.HIT,
+        Lookup.INVALIDATED,
+        Lookup.TOMBSTONE,
+        Lookup.ABSENT,
+    ]

@@ -1,0 +1,116 @@
+"""What ``mrcache up`` will start, decided and checked before anything starts."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from libs.common.config import PlatformConfig
+from libs.common.errors import ConfigError
+from libs.common.naming import check_region
+from libs.common.processes import free_port
+from services.cli.configfile import effective_config
+from services.cli.errors import CliError
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Regions in order (region *i* serves on ``base_port + i``) and every port and path."""
+
+    regions: tuple[str, ...]
+    base_port: int
+    state_dir: Path
+    config: PlatformConfig
+    kafka_port: int
+    redis_ports: Mapping[str, int]
+
+    def port(self, region: str) -> int:
+        return self.base_port + self.regions.index(region)
+
+    def url(self, region: str) -> str:
+        return f"http://{HOST}:{self.port(region)}"
+
+    def redis_url(self, region: str) -> str:
+        return f"redis://{HOST}:{self.redis_ports[region]}/0"
+
+    def redis_dir(self, region: str) -> Path:
+        return self.state_dir / "redis" / region
+
+    @property
+    def kafka(self) -> str:
+        return f"{HOST}:{self.kafka_port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "platform.toml"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+def parse_regions(text: str) -> tuple[str, ...]:
+    """``us-east,eu-west`` → names checked against the naming rule, no repeats."""
+    names = tuple(name.strip() for name in text.split(","))
+    for name in names:
+        check_region(name)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--regions lists a region twice: {text}")
+    return names
+
+
+def resolve_config(config_file: Path | None, regions: str | None, base_port: int) -> PlatformConfig:
+    """The effective config; :class:`ConfigError` for anything the user must fix."""
+    config = effective_config(config_file, None if regions is None else parse_regions(regions))
+    last = base_port + len(config.platform.regions) - 1
+    if last > 65535:
+        raise ConfigError(
+            f"--base-port {base_port} with {len(config.platform.regions)} regions "
+            f"needs ports up to {last}, beyond 65535"
+        )
+    return config
+
+
+def make_plan(config: PlatformConfig, *, base_port: int, state_dir: Path) -> Plan:
+    """Check the service ports are free and pick free ports for the broker and each Redis."""
+    regions = tuple(config.platform.regions)
+    service_ports = [base_port + i for i in range(len(regions))]
+    busy = [port for port in service_ports if not port_free(port)]
+    if busy:
+        raise CliError(
+            f"port {', '.join(map(str, busy))} on {HOST} is in use; "
+            f"region ports are {service_ports[0]}..{service_ports[-1]}: choose another --base-port"
+        )
+    kafka_port, *redis_ports = _pick_ports(1 + len(regions), avoid=service_ports)
+    return Plan(
+        regions=regions,
+        base_port=base_port,
+        state_dir=state_dir,
+        config=config,
+        kafka_port=kafka_port,
+        redis_ports=dict(zip(regions, redis_ports, strict=True)),
+    )
+
+
+def port_free(port: int) -> bool:
+    """Whether a service could listen on ``port`` (SO_REUSEADDR, as uvicorn binds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_ports(count: int, *, avoid: Sequence[int]) -> list[int]:
+    picked: list[int] = []
+    while len(picked) < count:
+        port = free_port(HOST)
+        if port not in avoid and port not in picked:
+            picked.append(port)
+    return picked

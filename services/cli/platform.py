@@ -1,0 +1,135 @@
+"""What a local platform runs, in which order: the broker, one Redis per region, services.
+
+Service roles are data (:data:`SERVICE_ROLES`). A later role, such as the
+invalidation relay of each region or the one reconciler, is one more entry
+with its module, environment and readiness probe: it starts once the roles
+before it are ready and stops before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from libs.common.kafka import ensure_topics
+from libs.common.processes import broker_process, port_open, redis_process, service_process
+from libs.common.settings import KafkaSettings
+from services.cli.plan import HOST, Plan
+from services.cli.state import SUPERVISOR, ClusterState, RegionEndpoints
+from services.cli.supervisor import Member, StartupFailed, Supervisor
+
+# The scope of a process that exists once per platform, as in "broker:local".
+LOCAL = "local"
+TOPICS_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ServiceRole:
+    """A Python service run as ``python -m <module>``, per region or once (scope ``local``)."""
+
+    name: str
+    module: str
+    env: Callable[[Plan, str], dict[str, str]]
+    ready: Callable[[Plan, str], bool]
+    per_region: bool = True
+
+    def scopes(self, plan: Plan) -> tuple[str, ...]:
+        return plan.regions if self.per_region else (LOCAL,)
+
+
+def service_env(plan: Plan, region: str) -> dict[str, str]:
+    """What every service of a region needs: its Redis, the broker, the shared config."""
+    return {
+        "MRCACHE_REGION": region,
+        "MRCACHE_REDIS__URL": plan.redis_url(region),
+        "MRCACHE_KAFKA__BOOTSTRAP": plan.kafka,
+        "MRCACHE_CONFIG": str(plan.config_path),
+        # Text logs: the supervisor shows their last lines when a process fails.
+        "MRCACHE_LOG_FORMAT": "text",
+    }
+
+
+def regional_cache_env(plan: Plan, region: str) -> dict[str, str]:
+    urls = {name: plan.url(name) for name in plan.regions}
+    return {
+        **service_env(plan, region),
+        "MRCACHE_HOST": HOST,
+        "MRCACHE_PORT": str(plan.port(region)),
+        "MRCACHE_REGION_URLS": json.dumps(urls),
+    }
+
+
+def regional_cache_ready(plan: Plan, region: str) -> bool:
+    try:
+        with httpx.Client(trust_env=False, timeout=1.0) as client:
+            return client.get(f"{plan.url(region)}/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+SERVICE_ROLES: tuple[ServiceRole, ...] = (
+    ServiceRole(
+        "regional_cache", "services.regional_cache", regional_cache_env, regional_cache_ready
+    ),
+    # Next: ServiceRole("invalidation_relay", "services.invalidation_relay", ...) and
+    # ServiceRole("reconciler", "services.reconciler", ..., per_region=False).
+)
+
+
+def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
+    """Start everything through ``supervisor`` and describe it for cluster.json."""
+    broker = Member(
+        f"broker:{LOCAL}",
+        broker_process(plan.kafka_port, plan.log_dir),
+        functools.partial(port_open, HOST, plan.kafka_port),
+    )
+    supervisor.launch([broker])
+    supervisor.launch(
+        [
+            Member(
+                f"redis:{region}",
+                redis_process(
+                    plan.redis_ports[region],
+                    plan.redis_dir(region),
+                    name=f"redis-{region}",
+                    persistent=True,
+                ),
+                functools.partial(port_open, HOST, plan.redis_ports[region]),
+            )
+            for region in plan.regions
+        ]
+    )
+    # Before any service: every consumer must see the same partitions from the first event.
+    try:
+        asyncio.run(
+            asyncio.wait_for(ensure_topics(KafkaSettings(bootstrap=plan.kafka)), TOPICS_TIMEOUT)
+        )
+    except Exception as exc:
+        raise StartupFailed(broker, f"could not create the Kafka topics: {exc!r}") from None
+    for role in SERVICE_ROLES:
+        supervisor.launch(
+            [
+                Member(
+                    f"{role.name}:{scope}",
+                    service_process(
+                        role.module, f"{role.name}-{scope}", role.env(plan, scope), plan.log_dir
+                    ),
+                    functools.partial(role.ready, plan, scope),
+                )
+                for scope in role.scopes(plan)
+            ]
+        )
+    return ClusterState(
+        regions={
+            region: RegionEndpoints(url=plan.url(region), redis=plan.redis_url(region))
+            for region in plan.regions
+        },
+        kafka=plan.kafka,
+        processes={SUPERVISOR: os.getpid(), **{m.key: m.proc.pid for m in supervisor.members}},
+    )
