@@ -24,6 +24,7 @@ Hierarchy::
     ├── UnavailableError                 5xx, retriable: a dependency is down
     │   ├── StoreUnavailable        503  store_unavailable
     │   ├── HomeUnavailable         503  home_unavailable
+    │   ├── EventsUnavailable       503  events_unavailable
     │   └── OriginUnavailable       502  origin_unavailable
     ├── ConfigError                      bad settings or config file (startup)
     └── InvalidEvent                     an event that fails events.md validation
@@ -129,6 +130,12 @@ class StoreUnavailable(UnavailableError):
 
 class HomeUnavailable(UnavailableError):
     code = "home_unavailable"
+
+
+class EventsUnavailable(UnavailableError):
+    """Kafka did not acknowledge an event in time (it may still arrive: retrying is safe)."""
+
+    code = "events_unavailable"
 
 
 class OriginUnavailable(UnavailableError):

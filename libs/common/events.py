@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from libs.common.errors import InvalidEvent, MrcacheError
-from libs.common.naming import check_key, check_namespace, check_tag
+from libs.common.naming import MAX_TAGS, check_key, check_namespace, check_tag
 from libs.common.versions import MAX_VERSION
 
 FORMAT_VERSION = 1
@@ -43,6 +43,12 @@ class Event:
     value_b64: str | None = None
     content_type: str | None = None
     ttl: float | None = None
+    # mrcache's own additions for replicated values (events.md lets the format grow):
+    # the stamps the value was written under, so a namespace or tag invalidation that
+    # overtook this event in another partition still voids the installed copy
+    gen: int | None = None
+    tags: tuple[str, ...] | None = None
+    tag_versions: tuple[int, ...] | None = None
 
     @property
     def kafka_key(self) -> bytes:
@@ -73,7 +79,11 @@ def key_event(
     value: bytes | None = None,
     content_type: str | None = None,
     ttl: float | None = None,
+    gen: int | None = None,
+    tags: tuple[str, ...] = (),
+    tag_versions: tuple[int, ...] = (),
 ) -> Event:
+    carries = value is not None
     return Event(
         type="key",
         ns=ns,
@@ -83,9 +93,12 @@ def key_event(
         origin=origin,
         ts_ms=now_ms(),
         id=new_event_id(),
-        value_b64=None if value is None else base64.b64encode(value).decode("ascii"),
-        content_type=content_type if value is not None else None,
-        ttl=ttl if value is not None else None,
+        value_b64=base64.b64encode(value).decode("ascii") if value is not None else None,
+        content_type=(content_type or "application/octet-stream") if carries else None,
+        ttl=ttl if carries else None,
+        gen=gen if carries else None,
+        tags=tags if carries else None,
+        tag_versions=tag_versions if carries else None,
     )
 
 
@@ -122,7 +135,17 @@ def encode(event: Event) -> bytes:
         "ts_ms": event.ts_ms,
         "id": event.id,
     }
-    for name in ("key", "tag", "op", "value_b64", "content_type", "ttl"):
+    for name in (
+        "key",
+        "tag",
+        "op",
+        "value_b64",
+        "content_type",
+        "ttl",
+        "gen",
+        "tags",
+        "tag_versions",
+    ):
         value = getattr(event, name)
         if value is not None:
             body[name] = value
@@ -160,6 +183,7 @@ def _from_dict(body: dict[str, Any]) -> Event:
     event_id = _str(body, "id", limit=128)
     key = tag = op = value_b64 = content_type = None
     ttl: float | None = None
+    stamps: tuple[int | None, tuple[str, ...] | None, tuple[int, ...] | None] = (None, None, None)
     if etype == "key":
         key = check_key(_str(body, "key"))
         op = body.get("op")
@@ -178,6 +202,7 @@ def _from_dict(body: dict[str, Any]) -> Event:
             )
             if body.get("ttl") is not None:
                 ttl = _float(body, "ttl")
+            stamps = _stamps(body)
     elif etype == "tag":
         tag = check_tag(_str(body, "tag"))
     return Event(
@@ -193,7 +218,32 @@ def _from_dict(body: dict[str, Any]) -> Event:
         value_b64=value_b64,
         content_type=content_type,
         ttl=ttl,
+        gen=stamps[0],
+        tags=stamps[1],
+        tag_versions=stamps[2],
     )
+
+
+def _stamps(
+    body: dict[str, Any],
+) -> tuple[int | None, tuple[str, ...] | None, tuple[int, ...] | None]:
+    """The optional stamps of a replicated value; all or nothing, tags aligned with versions."""
+    if body.get("gen") is None:
+        return None, None, None
+    gen = _int(body, "gen", low=0, high=MAX_VERSION)
+    tags, versions = body.get("tags", []), body.get("tag_versions", [])
+    if not isinstance(tags, list) or not isinstance(versions, list) or len(tags) != len(versions):
+        raise InvalidEvent("tags and tag_versions must be lists of the same length")
+    if len(tags) > MAX_TAGS:
+        raise InvalidEvent(f"at most {MAX_TAGS} tags")
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidEvent("tags must be strings")
+        check_tag(tag)
+    for v in versions:
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_VERSION:
+            raise InvalidEvent("tag_versions must be integers")
+    return gen, tuple(tags), tuple(versions)
 
 
 def _str(body: dict[str, Any], name: str, *, limit: int | None = 1024) -> str:

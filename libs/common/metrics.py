@@ -68,6 +68,18 @@ class Metrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.relay_events = Counter(
+            "mrcache_relay_events",
+            "Events a relay consumed, by outcome.",
+            ["region", "outcome"],
+            registry=r,
+        )
+        self.relay_backlog = Gauge(
+            "mrcache_relay_backlog",
+            "Events on the topic this relay has not consumed yet.",
+            ["region"],
+            registry=r,
+        )
         self.invalid_events = Counter(
             "mrcache_invalid_events", "Malformed events sent to DLQ.", ["region"], registry=r
         )

@@ -25,3 +25,4 @@ class Scripts:
         self.tombstone: AsyncScript = redis.register_script(_source("tombstone"))
         self.bump: AsyncScript = redis.register_script(_source("bump"))
         self.stamp: AsyncScript = redis.register_script(_source("stamp"))
+        self.fill: AsyncScript = redis.register_script(_source("fill"))

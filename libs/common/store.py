@@ -29,6 +29,7 @@ class Lookup(Enum):
     HIT = "hit"
     ABSENT = "absent"  # nothing held at all
     TOMBSTONE = "tombstone"  # deleted, version kept
+    SUPERSEDED = "superseded"  # a newer version exists elsewhere; no copy here
     INVALIDATED = "invalidated"  # older namespace generation or tag version
     EXPIRED = "expired"  # past its soft TTL, still held for stale serving
 
@@ -41,6 +42,9 @@ class Entry:
     written_ms: int
     expires_ms: int
     tags: tuple[str, ...]
+    # the stamps it was written under: namespace generation and its tags' versions
+    generation: int = 0
+    tag_versions: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,8 @@ class WriteResult:
     version: int
     written_ms: int
     expires_ms: int
+    generation: int = 0
+    tag_versions: tuple[int, ...] = ()
 
 
 _ABSENT = ReadResult(Lookup.ABSENT, 0)
@@ -150,7 +156,13 @@ class RegionStore:
         except RedisError as exc:
             raise _unavailable(exc) from None
         if reply[0] == 1:
-            return WriteResult(int(reply[1]), int(reply[2]), int(reply[3]))
+            return WriteResult(
+                int(reply[1]),
+                int(reply[2]),
+                int(reply[3]),
+                int(gen),
+                tuple(int(v) for v in tag_versions),
+            )
         current = int(reply[2])
         if reply[1] == b"stale":
             raise StaleVersion(
@@ -159,16 +171,66 @@ class RegionStore:
             )
         raise PreconditionFailed("the entry changed or exists", current_version=current)
 
-    async def tombstone(self, ns: str, key: str, version: int | None = None) -> tuple[bool, int]:
-        """Replace the entry by a tombstone; returns (applied, version held afterwards)."""
+    async def tombstone(
+        self, ns: str, key: str, version: int | None = None, *, superseded: bool = False
+    ) -> tuple[bool, int]:
+        """Replace the entry by a tombstone; returns (applied, version held afterwards).
+
+        ``superseded`` marks "version N exists elsewhere" (an event in invalidate
+        mode) rather than a delete: a read then fills from the home region.
+        """
         try:
             reply = await self.scripts.tombstone(
                 keys=[keys.entry(ns, key)],
-                args=[self.tombstone_ms, "" if version is None else version],
+                args=[
+                    self.tombstone_ms,
+                    "" if version is None else version,
+                    "m" if superseded else "1",
+                ],
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
         return reply[0] == 1, int(reply[1])
+
+    async def fill(
+        self,
+        ns: str,
+        key: str,
+        entry: Entry,
+        *,
+        keep_after_expiry: float = 0.0,
+    ) -> tuple[bool, int]:
+        """Install a copy made elsewhere unless something newer is known here.
+
+        Returns (installed, version held afterwards). The entry keeps its own
+        stamps, so an invalidation that reached this region first still voids it.
+        """
+        try:
+            reply = await self.scripts.fill(
+                keys=[keys.entry(ns, key)],
+                args=[
+                    entry.value,
+                    entry.content_type,
+                    entry.version,
+                    entry.written_ms,
+                    entry.expires_ms,
+                    int(keep_after_expiry * 1000),
+                    entry.generation,
+                    ",".join(entry.tags),
+                    ",".join(str(v) for v in entry.tag_versions),
+                ],
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return reply[0] == 1, int(reply[1])
+
+    async def stamps(self, ns: str, tags: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
+        """This region's current namespace generation and tag versions."""
+        try:
+            reply = await self.scripts.stamp(keys=[keys.namespace_meta(ns)], args=list(tags))
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return int(reply[0]), tuple(int(v) for v in reply[1:])
 
     async def bump_namespace(self, ns: str, version: int | None = None) -> tuple[bool, int]:
         return await self._bump(ns, keys.NS_GENERATION, version)
@@ -228,12 +290,12 @@ def redis_policy(policy: str) -> str:
 
 
 def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
-    value, ctype, ver, written, expires, egen, tags, _tv, tomb = fields
+    value, ctype, ver, written, expires, egen, tags, tag_versions, tomb = fields
     if ver is None:
         return _ABSENT
     held = int(ver)
     if tomb is not None:
-        return ReadResult(Lookup.TOMBSTONE, held)
+        return ReadResult(Lookup.SUPERSEDED if tomb == b"m" else Lookup.TOMBSTONE, held)
     if value is None or written is None or expires is None or egen is None:
         return ReadResult(Lookup.ABSENT, held)  # a partial hash: evicted mid-way, never served
     # no generation: the namespace was never invalidated here (meta is never evicted,
@@ -247,6 +309,8 @@ def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
         written_ms=int(written),
         expires_ms=int(expires),
         tags=tuple(tags.decode().split(",")) if tags else (),
+        generation=int(egen),
+        tag_versions=tuple(int(v) for v in tag_versions.split(b",")) if tag_versions else (),
     )
     if entry.expires_ms <= time.time() * 1000:
         return ReadResult(Lookup.EXPIRED, held, entry)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from libs.common import __version__
 from services.regional_cache import handlers
 from services.regional_cache.middleware import MetricsMiddleware
-from services.regional_cache.routes import keys, namespaces, system
+from services.regional_cache.routes import internal, keys, namespaces, system
 from services.regional_cache.runtime import Runtime
 from services.regional_cache.settings import RegionalCacheSettings
 
@@ -37,5 +37,6 @@ def create_app(settings: RegionalCacheSettings) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(namespaces.router)
     app.include_router(system.router)
+    app.include_router(internal.router)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, region=settings.region)
     return app

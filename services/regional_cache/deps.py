@@ -6,10 +6,23 @@ from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Path, Request
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from libs.common.errors import InvalidKey
 from libs.common.naming import NAMESPACE_RE, check_namespace, decode_key
 from services.regional_cache.runtime import Runtime
+
+
+class _AnyPathConvertor(PathConvertor):
+    """Like ``path`` but also across newlines, so a key with ``%0A`` reaches validation
+    (and gets 400 ``invalid_key``) instead of falling through to a 404."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anypath", _AnyPathConvertor())
+# the key segment of every route that names a key
+KEY_PARAM = "{key:anypath}"
 
 
 def get_runtime(request: Request) -> Runtime:

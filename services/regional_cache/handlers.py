@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libs.common.errors import MrcacheError
-from services.regional_cache.responses import JsonResponse
+from libs.common.responses import JsonResponse
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from libs.common.homes import home_region
 from libs.common.metrics import Metrics
 from libs.common.publisher import EventPublisher
 from libs.common.store import RegionStore
+from services.regional_cache.fill import RemoteFiller
+from services.regional_cache.regions import RegionClient
 from services.regional_cache.settings import RegionalCacheSettings
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ class Runtime:
     store: RegionStore
     publisher: EventPublisher
     metrics: Metrics
+    regions: RegionClient
+    filler: RemoteFiller
     eviction_policy: str | None = None
     maxmemory: int | None = None
     _ns_cache: dict[str, NamespaceConfig] = field(default_factory=dict)
@@ -53,11 +57,17 @@ class Runtime:
         )
         metrics = Metrics()
         policy, maxmemory = settings.effective_eviction(platform)
+        store = RegionStore(redis, tombstone_ttl=settings.tombstone_ttl)
+        regions = RegionClient(
+            settings.region, settings.urls(platform), timeout=settings.forward_timeout
+        )
         return cls(
             settings=settings,
             platform=platform,
             redis=redis,
-            store=RegionStore(redis, tombstone_ttl=settings.tombstone_ttl),
+            store=store,
+            regions=regions,
+            filler=RemoteFiller(store, regions, drill_delay=settings.drill_fill_delay),
             publisher=EventPublisher(
                 settings.kafka, redis, region=settings.region, metrics=metrics
             ),
@@ -71,10 +81,12 @@ class Runtime:
             await self.store.apply_eviction(self.eviction_policy, self.maxmemory)
         except Exception as exc:  # Redis down at startup: /readyz reports it
             log.warning("could not apply eviction settings yet: %r", exc)
+        await self.regions.start()
         await self.publisher.start()
 
     async def stop(self) -> None:
         await self.publisher.stop()
+        await self.regions.stop()
         await self.redis.aclose()
 
     def namespace(self, ns: str) -> NamespaceConfig:

@@ -35,6 +35,11 @@ class RegionalCacheSettings(BaseSettings):
     max_ttl: Annotated[float, Field(gt=0)] = 30 * 24 * 3600.0
     # A tombstone must outlive any in-flight fill and any event lag of its key.
     tombstone_ttl: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    # seconds a forwarded write or a remote fill may take before 503 home_unavailable
+    forward_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # fault drill: seconds a remote fill waits between fetching and installing (tests use it
+    # to force the stale-set race)
+    drill_fill_delay: Annotated[float, Field(ge=0)] = 0.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -51,6 +56,12 @@ class RegionalCacheSettings(BaseSettings):
                 update={"platform": platform.platform.model_copy(update={"regions": [self.region]})}
             )
         return platform
+
+    def urls(self, platform: PlatformConfig) -> dict[str, str]:
+        """Every region's URL: ``region_urls`` over ``[regions.<name>] url``."""
+        found = {name: platform.region(name).url or "" for name in platform.platform.regions}
+        found.update({k: v for k, v in self.region_urls.items() if k in found})
+        return {name: url for name, url in found.items() if url}
 
     def effective_eviction(self, platform: PlatformConfig) -> tuple[str | None, int | None]:
         """Eviction policy and maxmemory bytes: these settings over ``[regions.<name>]``."""

@@ -103,3 +103,24 @@ def test_tag_event_needs_a_valid_tag() -> None:
     body = {**_valid(), "type": "tag", "tag": "Nope!"}
     with pytest.raises(InvalidEvent):
         events.decode(orjson.dumps(body))
+
+
+def test_replicated_stamps_round_trip() -> None:
+    ev = events.key_event(
+        "ns",
+        "k",
+        3,
+        "set",
+        origin="us-east",
+        value=b"v",
+        ttl=5.0,
+        gen=7,
+        tags=("a", "b"),
+        tag_versions=(1, 2),
+    )
+    decoded = events.decode(events.encode(ev))
+    assert decoded == ev
+    body = orjson.loads(events.encode(ev))
+    body["tag_versions"] = [1]
+    with pytest.raises(InvalidEvent):
+        events.decode(orjson.dumps(body))

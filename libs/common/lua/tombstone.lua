@@ -1,8 +1,9 @@
--- Replace an entry by a versioned tombstone: a delete at home, or an event
--- telling this region that a newer version exists. An older fill can never
--- install over it, because every install compares versions first.
+-- Replace an entry by a versioned tombstone. Two kinds:
+--   '1' deleted: a delete at home, or a delete event;
+--   'm' superseded: an event said a newer version exists, this region holds no copy of it.
+-- An older fill can never install over either, because every install compares versions.
 -- KEYS[1] entry hash
--- ARGV[1] tombstone lifetime in ms   ARGV[2] version, '' to assign one
+-- ARGV[1] tombstone lifetime in ms   ARGV[2] version, '' to assign one   ARGV[3] kind
 -- Returns {1, version} or {0, current} when the held version is not older.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -15,7 +16,7 @@ else
   ver = math.max(cur + 1, now)
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'ver', string.format('%d', ver), 'tomb', '1',
+redis.call('HSET', KEYS[1], 'ver', string.format('%d', ver), 'tomb', ARGV[3],
   'ts', string.format('%d', math.floor(now / 1000)))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 return {1, ver}

@@ -2,42 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.convertors import PathConvertor, register_url_convertor
 
 from libs.common import events
 from libs.common.errors import (
-    HomeUnavailable,
     InvalidContentType,
     NotFound,
     PreconditionFailed,
     ValueTooLarge,
 )
 from libs.common.naming import check_key, parse_tags, parse_ttl
-from libs.common.store import Lookup, ReadResult
+from libs.common.responses import JsonResponse
+from libs.common.store import Entry, Lookup, ReadResult
 from libs.common.versions import etag, parse_etag_list, parse_version
-from services.regional_cache.deps import KeyDep, NamespaceDep, RuntimeDep
-from services.regional_cache.responses import JsonResponse
+from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
 from services.regional_cache.runtime import Runtime
 
 router = APIRouter(tags=["keys"])
 
 
-class _AnyPathConvertor(PathConvertor):
-    """Like ``path`` but also across newlines, so a key with ``%0A`` reaches validation
-    (and gets 400 ``invalid_key``) instead of falling through to a 404."""
-
-    regex = "(?s:.*)"
-
-
-register_url_convertor("anypath", _AnyPathConvertor())
-KEY_PATH = "/v1/ns/{ns}/keys/{key:anypath}"
+KEY_PATH = f"/v1/ns/{{ns}}/keys/{KEY_PARAM}"
 _DEFAULT_CT = "application/octet-stream"
+# remote fills one batchGet may run at once
+_BATCH_FILLS = 32
 _BINARY_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -71,16 +65,6 @@ class BatchItem(BaseModel):
 
 class BatchGetResult(BaseModel):
     items: list[BatchItem]
-
-
-def _require_home(rt: Runtime, ns: str, key: str | None) -> str:
-    home = rt.home_of(ns, key)
-    if home != rt.region:
-        # forwarding to the home region arrives with the cross-region work
-        raise HomeUnavailable(
-            f"the home region of this key is {home}; write there", home_region=home
-        )
-    return home
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -122,7 +106,7 @@ async def put_key(
     if_match: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
     content_type: Annotated[str | None, Header()] = None,
-) -> JsonResponse:
+) -> Response:
     """Store a value; the key's home region applies it and publishes its event."""
     settings = rt.settings
     requested = parse_ttl(ttl, default=0.0, max_ttl=settings.max_ttl) if ttl is not None else None
@@ -132,7 +116,9 @@ async def put_key(
     match = parse_etag_list(if_match) if if_match is not None else []
     none_match = parse_etag_list(if_none_match) if if_none_match is not None else []
     value = await _read_body(request, settings.max_value_bytes)
-    home = _require_home(rt, ns, key)
+    home = rt.home_of(ns, key)
+    if home != rt.region:
+        return await rt.regions.forward(request, home, value)
 
     expect: int | None = None
     if if_match is not None or if_none_match is not None:
@@ -174,6 +160,9 @@ async def put_key(
             value=value if replicate else None,
             content_type=ctype,
             ttl=effective_ttl if replicate else None,
+            gen=written.generation,
+            tags=tag_list,
+            tag_versions=written.tag_versions,
         )
     )
     body = {
@@ -206,21 +195,22 @@ async def get_key(
     x_min_version: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Read from this region's copy."""
+    """Read from this region's copy; on a miss outside the home region, fill from home."""
     floor_raw = min_version if min_version is not None else x_min_version
     floor = parse_version(floor_raw, what="min_version") if floor_raw is not None else 0
     not_modified = parse_etag_list(if_none_match) if if_none_match is not None else []
     result = await rt.store.read(ns, key)
     entry = result.entry
+    cache = "HIT"
     if result.lookup is not Lookup.HIT or entry is None or entry.version < floor:
         rt.metrics.cache_results.labels(rt.region, "miss").inc()
-        if floor and result.held_version:
-            raise NotFound(f"no copy at version {floor} or newer", held_version=result.held_version)
-        raise NotFound("key not found")
-    rt.metrics.cache_results.labels(rt.region, "hit").inc()
+        entry = await _miss(rt, ns, key, result, floor)
+        cache = "MISS"
+    else:
+        rt.metrics.cache_results.labels(rt.region, "hit").inc()
     headers = {
         "ETag": etag(entry.version),
-        "X-Cache": "HIT",
+        "X-Cache": cache,
         "X-Cache-Region": rt.region,
         "Age": str(max(0, int(time.time() - entry.written_ms / 1000))),
     }
@@ -231,12 +221,30 @@ async def get_key(
     return Response(entry.value, headers=headers)
 
 
+async def _miss(rt: Runtime, ns: str, key: str, result: ReadResult, floor: int) -> Entry:
+    """Fill a miss from the home region, or say why there is nothing to serve."""
+    home = rt.home_of(ns, key)
+    known_deleted = result.lookup is Lookup.TOMBSTONE and result.held_version >= floor
+    entry = None
+    if home != rt.region and not known_deleted:
+        entry = await rt.filler.fill(
+            ns, key, home, keep_after_expiry=rt.namespace(ns).stale_while_revalidate
+        )
+    if entry is None:
+        raise NotFound("key not found")
+    if entry.version < floor:
+        raise NotFound(f"no copy at version {floor} or newer", held_version=entry.version)
+    return entry
+
+
 @router.delete(
     KEY_PATH, status_code=204, response_class=Response, responses={400: _ERROR, 503: _ERROR}
 )
-async def delete_key(ns: NamespaceDep, key: KeyDep, rt: RuntimeDep) -> Response:
+async def delete_key(ns: NamespaceDep, key: KeyDep, request: Request, rt: RuntimeDep) -> Response:
     """Delete everywhere: a versioned tombstone at home, then its event."""
-    _require_home(rt, ns, key)
+    home = rt.home_of(ns, key)
+    if home != rt.region:
+        return await rt.regions.forward(request, home, b"")
     _, version = await rt.store.tombstone(ns, key)
     await rt.publisher.publish(events.key_event(ns, key, version, "delete", origin=rt.region))
     return Response(status_code=204, headers={"ETag": etag(version)})
@@ -250,18 +258,27 @@ async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> 
     for key in body.keys:
         check_key(key)
     results = await rt.store.read_many(ns, body.keys) if body.keys else []
-    items = [_item(key, result) for key, result in zip(body.keys, results, strict=True)]
-    hits = sum(1 for item in items if item["found"])
+    entries = [r.entry if r.lookup is Lookup.HIT else None for r in results]
+    hits = sum(1 for e in entries if e is not None)
+    misses = [i for i, e in enumerate(entries) if e is None]
     if hits:
         rt.metrics.cache_results.labels(rt.region, "hit").inc(hits)
-    if len(items) - hits:
-        rt.metrics.cache_results.labels(rt.region, "miss").inc(len(items) - hits)
+    if misses:
+        rt.metrics.cache_results.labels(rt.region, "miss").inc(len(misses))
+        limit = asyncio.Semaphore(_BATCH_FILLS)
+
+        async def fill(i: int) -> None:
+            async with limit:
+                with contextlib.suppress(NotFound):
+                    entries[i] = await _miss(rt, ns, body.keys[i], results[i], 0)
+
+        await asyncio.gather(*(fill(i) for i in misses))
+    items = [_item(key, entry) for key, entry in zip(body.keys, entries, strict=True)]
     return JsonResponse({"items": items})
 
 
-def _item(key: str, result: ReadResult) -> dict[str, Any]:
-    entry = result.entry
-    if result.lookup is not Lookup.HIT or entry is None:
+def _item(key: str, entry: Entry | None) -> dict[str, Any]:
+    if entry is None:
         return {
             "key": key,
             "found": False,

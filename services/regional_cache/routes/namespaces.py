@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
 from libs.common import events
 from libs.common.naming import check_tag
+from libs.common.responses import JsonResponse
 from services.regional_cache.deps import NamespaceDep, RuntimeDep
-from services.regional_cache.responses import JsonResponse
-from services.regional_cache.routes.keys import _ERROR, _require_home
+from services.regional_cache.routes.keys import _ERROR
 
 router = APIRouter(tags=["namespaces"])
 
 
 @router.post("/v1/ns/{ns}/invalidate", status_code=202, responses={400: _ERROR, 503: _ERROR})
-async def invalidate_namespace(ns: NamespaceDep, rt: RuntimeDep) -> JsonResponse:
+async def invalidate_namespace(ns: NamespaceDep, request: Request, rt: RuntimeDep) -> Response:
     """Raise the namespace generation: every entry written before it is gone."""
-    _require_home(rt, ns, None)
+    home = rt.home_of(ns, None)
+    if home != rt.region:
+        return await rt.regions.forward(request, home, b"")
     _, generation = await rt.store.bump_namespace(ns)
     await rt.publisher.publish(events.namespace_event(ns, generation, origin=rt.region))
     return JsonResponse({"ns": ns, "generation": generation}, status_code=202)
@@ -28,10 +30,12 @@ async def invalidate_namespace(ns: NamespaceDep, rt: RuntimeDep) -> JsonResponse
     "/v1/ns/{ns}/tags/{tag}/invalidate", status_code=202, responses={400: _ERROR, 503: _ERROR}
 )
 async def invalidate_tag(
-    ns: NamespaceDep, tag: Annotated[str, Depends(check_tag)], rt: RuntimeDep
-) -> JsonResponse:
+    ns: NamespaceDep, tag: Annotated[str, Depends(check_tag)], request: Request, rt: RuntimeDep
+) -> Response:
     """Raise the tag's version: every entry written with the tag before it is gone."""
-    _require_home(rt, ns, None)
+    home = rt.home_of(ns, None)
+    if home != rt.region:
+        return await rt.regions.forward(request, home, b"")
     _, version = await rt.store.bump_tag(ns, tag)
     await rt.publisher.publish(events.tag_event(ns, tag, version, origin=rt.region))
     return JsonResponse({"ns": ns, "tag": tag, "version": version}, status_code=202)

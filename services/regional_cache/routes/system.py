@@ -9,9 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from libs.common import __version__
 from libs.common.errors import StoreUnavailable
+from libs.common.responses import JsonResponse
 from services.regional_cache.deps import RuntimeDep
 from services.regional_cache.handlers import error_response
-from services.regional_cache.responses import JsonResponse
 
 router = APIRouter(tags=["system"])
 

@@ -1,0 +1,224 @@
+"""The relay: consume every event, apply it to this region's Redis, then commit.
+
+Offsets are committed only after the events before them were applied, so a
+relay that dies (even SIGKILL) resumes where it left off; what it re-reads is
+re-applied harmlessly because applying is idempotent by version. A Redis
+outage pauses the relay on the event it could not apply (never skips it); a
+malformed event is counted, logged once with its offset, copied to the
+dead-letter topic, and passed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from libs.common import events
+from libs.common.apply import apply_event
+from libs.common.errors import InvalidEvent, StoreUnavailable
+from libs.common.events import Event
+from libs.common.kafka import make_consumer, make_producer
+from libs.common.metrics import Metrics
+from libs.common.settings import KafkaSettings
+from libs.common.store import RegionStore
+
+log = logging.getLogger(__name__)
+
+# Turns a message of a non-mrcache topic (Debezium) into an event; None = nothing to do.
+Decoder = Callable[[bytes | None], Event | None]
+_RETRY_MAX = 2.0
+
+
+class Relay:
+    """Applies the event stream to one region; ``start()`` / ``stop()`` own its task."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        store: RegionStore,
+        metrics: Metrics,
+        *,
+        region: str,
+        group_id: str,
+        drop_rate: float = 0.0,
+        decoders: Mapping[str, Decoder] | None = None,
+        max_batch: int = 500,
+    ) -> None:
+        self.kafka = kafka
+        self.store = store
+        self.metrics = metrics
+        self.region = region
+        self.group_id = group_id
+        self.drop_rate = drop_rate
+        self.decoders = dict(decoders or {})
+        self.max_batch = max_batch
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._rng = random.Random()
+        self.applied_total = 0
+
+    @property
+    def ready(self) -> bool:
+        """Running and holding partitions (consumer-group join done)."""
+        return (
+            self._task is not None
+            and not self._task.done()
+            and self._consumer is not None
+            and bool(self._consumer.assignment())
+        )
+
+    async def start(self) -> None:
+        topics = [self.kafka.topic, *self.decoders]
+        self._consumer = make_consumer(
+            self.kafka, *topics, group_id=self.group_id, max_poll_records=self.max_batch
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"relay-{self.region}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit it, leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 15)
+            except TimeoutError:
+                log.warning("relay did not drain in time; uncommitted events will be re-read")
+            except Exception:
+                log.exception("relay task failed")
+            self._task = None
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await self._consumer.stop()
+            self._consumer = None
+        if self._dlq is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await self._dlq.stop()
+            self._dlq = None
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping.is_set():
+            try:
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            except KafkaError as exc:
+                log.warning("relay fetch failed, retrying: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            done: dict[TopicPartition, int] = {}
+            for tp, records in batches.items():
+                for record in records:
+                    if not await self._handle(record):
+                        break  # stopping while Redis is down: commit what was applied
+                    done[tp] = record.offset + 1
+            if done:
+                await self._commit(consumer, done)
+            await self._report_backlog(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # a rebalance took the partition: its next owner re-reads and re-applies
+            log.warning("offset commit failed, events will be re-applied: %r", exc)
+
+    async def _report_backlog(self, consumer: AIOKafkaConsumer) -> None:
+        """Highwater minus position, from the consumer itself (the embedded broker
+        cannot list group offsets)."""
+        backlog = 0
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError, TimeoutError):
+                backlog += max(0, high - await asyncio.wait_for(consumer.position(tp), 0.5))
+        self.metrics.relay_backlog.labels(self.region).set(backlog)
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Apply one record; False only when stopping before it could be applied."""
+        try:
+            event = self._decode(record)
+        except InvalidEvent as exc:
+            await self._dead_letter(record, str(exc))
+            return True
+        if event is None:
+            self.metrics.relay_events.labels(self.region, "skipped").inc()
+            return True
+        if self.drop_rate and self._rng.random() < self.drop_rate:
+            # fault drill: acknowledged without applying, for the reconciler to repair
+            self.metrics.relay_events.labels(self.region, "dropped").inc()
+            return True
+        delay = 0.05
+        while True:
+            try:
+                changed = await apply_event(self.store, event)
+                break
+            except StoreUnavailable as exc:
+                if self._stopping.is_set():
+                    return False
+                log.warning("redis unavailable, event %s waits: %s", event.id, exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+        outcome = "applied" if changed else "stale"
+        self.metrics.relay_events.labels(self.region, outcome).inc()
+        if changed:
+            self.applied_total += 1
+            self.metrics.invalidations_applied.labels(self.region, event.type).inc()
+        self.metrics.invalidation_lag.labels(self.region).observe(
+            max(0.0, time.time() - event.ts_ms / 1000)
+        )
+        return True
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Event | None:
+        decoder = self.decoders.get(record.topic)
+        if decoder is not None:
+            return decoder(record.value)
+        return events.decode(record.value)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        self.metrics.invalid_events.labels(self.region).inc()
+        self.metrics.relay_events.labels(self.region, "invalid").inc()
+        log.warning(
+            "invalid event at %s[%d]@%d sent to %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            self.kafka.dlq_topic,
+            reason,
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        )
+        headers = [
+            ("mrcache.error", reason.encode()[:1000]),
+            ("mrcache.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            ("mrcache.region", self.region.encode()),
+        ]
+        for attempt in range(3):
+            try:
+                if self._dlq is None:
+                    self._dlq = make_producer(self.kafka)
+                    await self._dlq.start()
+                await asyncio.wait_for(
+                    self._dlq.send_and_wait(
+                        self.kafka.dlq_topic, record.value, key=record.key, headers=headers
+                    ),
+                    self.kafka.publish_timeout,
+                )
+                return
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("dead-letter publish failed (attempt %d): %r", attempt + 1, exc)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        log.error(
+            "could not dead-letter %s[%d]@%d; it stays counted and logged",
+            record.topic,
+            record.partition,
+            record.offset,
+        )
