@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from libs.common.debezium import DebeziumMapping
 from libs.common.errors import ConfigError
 from libs.common.naming import NAMESPACE_RE, check_region
 from libs.common.settings import parse_memory
@@ -61,6 +62,12 @@ class FaultsSection(_Strict):
     relay_drop_rate: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
 
 
+class RelaySection(_Strict):
+    """Extra topics the relays consume: Debezium change events mapped to keys."""
+
+    debezium: list[DebeziumMapping] = Field(default_factory=list)
+
+
 class AuthKey(_Strict):
     name: str
     secret_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -79,6 +86,7 @@ class PlatformConfig(_Strict):
     reconciler: ReconcilerSection = Field(default_factory=ReconcilerSection)
     faults: FaultsSection = Field(default_factory=FaultsSection)
     auth: AuthSection = Field(default_factory=AuthSection)
+    relay: RelaySection = Field(default_factory=RelaySection)
 
     @model_validator(mode="after")
     def _check_names(self) -> PlatformConfig:

@@ -66,9 +66,26 @@ def regional_cache_env(plan: Plan, region: str) -> dict[str, str]:
 
 
 def regional_cache_ready(plan: Plan, region: str) -> bool:
+    return _http_ok(f"{plan.url(region)}/readyz")
+
+
+def relay_env(plan: Plan, region: str) -> dict[str, str]:
+    return {
+        **service_env(plan, region),
+        "MRCACHE_HOST": HOST,
+        "MRCACHE_PORT": str(plan.relay_ports[region]),
+    }
+
+
+def relay_ready(plan: Plan, region: str) -> bool:
+    """Ready once it holds its partitions, so no event published after `up` is missed."""
+    return _http_ok(f"http://{HOST}:{plan.relay_ports[region]}/readyz")
+
+
+def _http_ok(url: str) -> bool:
     try:
         with httpx.Client(trust_env=False, timeout=1.0) as client:
-            return client.get(f"{plan.url(region)}/readyz").status_code == 200
+            return client.get(url).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -77,8 +94,8 @@ SERVICE_ROLES: tuple[ServiceRole, ...] = (
     ServiceRole(
         "regional_cache", "services.regional_cache", regional_cache_env, regional_cache_ready
     ),
-    # Next: ServiceRole("invalidation_relay", "services.invalidation_relay", ...) and
-    # ServiceRole("reconciler", "services.reconciler", ..., per_region=False).
+    ServiceRole("invalidation_relay", "services.invalidation_relay", relay_env, relay_ready),
+    # Next: ServiceRole("reconciler", "services.reconciler", ..., per_region=False).
 )
 
 

@@ -6,6 +6,7 @@ drains and commits the relay before the process exits.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from libs.common import __version__
+from libs.common.debezium import to_event
 from libs.common.metrics import Metrics
 from libs.common.responses import JsonResponse
 from libs.common.store import RegionStore
@@ -40,6 +42,7 @@ def build_relay(settings: RelaySettings) -> tuple[Relay, Redis]:
         region=settings.region,
         group_id=settings.group_id,
         drop_rate=platform.faults.relay_drop_rate.get(settings.region, 0.0),
+        decoders={m.topic: functools.partial(to_event, m) for m in platform.relay.debezium},
         max_batch=settings.max_batch,
     )
     return relay, redis

@@ -40,10 +40,13 @@ def key_from_path(
     value is the server's lenient decoding and is not used.
     """
     raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    parts = raw.split(b"/", 5)
-    if len(parts) < 6 or not parts[5]:
+    # the key is everything after as many slashes as the route has before "{key"
+    template: str = request.scope["route"].path
+    depth = template[: template.index("{key")].count("/")
+    parts = raw.split(b"/", depth)
+    if len(parts) <= depth or not parts[depth]:
         raise InvalidKey("key must not be empty")
-    return decode_key(unquote_to_bytes(parts[5]))
+    return decode_key(unquote_to_bytes(parts[depth]))
 
 
 def namespace_from_path(
