@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -50,8 +51,10 @@ def make_consumer(
     )
 
 
-async def ensure_topics(settings: KafkaSettings, *, partitions: int = 12) -> None:
-    """Create the event and dead-letter topics when missing (idempotent).
+async def ensure_topics(
+    settings: KafkaSettings, *, partitions: int = 12, extra: Sequence[str] = ()
+) -> None:
+    """Create the event and dead-letter topics (and ``extra`` ones) when missing.
 
     Production clusters usually create topics through their own tooling; the
     local platform and the tests call this before any service starts, so the
@@ -66,7 +69,7 @@ async def ensure_topics(settings: KafkaSettings, *, partitions: int = 12) -> Non
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=partitions, replication_factor=1)
-            for name in (settings.topic, settings.dlq_topic)
+            for name in dict.fromkeys((settings.topic, settings.dlq_topic, *extra))
             if name not in existing
         ]
         if wanted:

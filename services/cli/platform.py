@@ -125,7 +125,13 @@ def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
     # Before any service: every consumer must see the same partitions from the first event.
     try:
         asyncio.run(
-            asyncio.wait_for(ensure_topics(KafkaSettings(bootstrap=plan.kafka)), TOPICS_TIMEOUT)
+            asyncio.wait_for(
+                ensure_topics(
+                    KafkaSettings(bootstrap=plan.kafka),
+                    extra=[m.topic for m in plan.config.relay.debezium],
+                ),
+                TOPICS_TIMEOUT,
+            )
         )
     except Exception as exc:
         raise StartupFailed(broker, f"could not create the Kafka topics: {exc!r}") from None

@@ -7,91 +7,30 @@ when a test ends, whether it passed or not.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from libs.common.processes import free_port
-from services.cli.plan import port_free
+from tests.support.cluster import MRCACHE, Up, free_base_port, pid_exists, start_up, stop_up
 from tests.support.platform import eventually
 
-MRCACHE = [sys.executable, "-m", "services.cli.main"]
 REGIONS = "us-east,eu-west"
-STARTUP_TIMEOUT = 90.0
-
-
-@dataclass
-class Up:
-    """A running ``mrcache up`` and what it was given."""
-
-    popen: subprocess.Popen[bytes]
-    state_dir: Path
-    base_port: int
-    output_path: Path
-    pids: set[int] = field(default_factory=set)
-
-    @property
-    def cluster_path(self) -> Path:
-        return self.state_dir / "cluster.json"
-
-    def output(self) -> str:
-        return self.output_path.read_text(errors="replace")
-
-    def cluster(self) -> dict[str, Any]:
-        """Wait for cluster.json, failing early (with the output) if ``up`` exits."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.cluster_path.exists():
-                cluster: dict[str, Any] = json.loads(self.cluster_path.read_text())
-                self.pids.update(cluster["processes"].values())
-                return cluster
-            if self.popen.poll() is not None:
-                pytest.fail(f"mrcache up exited with {self.popen.returncode}:\n{self.output()}")
-            time.sleep(0.05)
-        pytest.fail(f"no cluster.json after {STARTUP_TIMEOUT} s:\n{self.output()}")
-
-    def wait(self, timeout: float = 60.0) -> int:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"mrcache up still running after {timeout} s:\n{self.output()}")
-
-
-def free_base_port(count: int = 2) -> int:
-    """A free port whose ``count - 1`` successors are free too."""
-    while True:
-        base = free_port()
-        if base + count <= 65536 and all(port_free(base + i) for i in range(1, count)):
-            return base
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*MRCACHE, *args], capture_output=True, text=True, timeout=120, check=False
     )
-
-
-def pid_exists(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (an orphan init has not reaped yet) does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def assert_all_gone(up: Up) -> None:
@@ -110,43 +49,13 @@ def mrcache_up(tmp_path: Path) -> Iterator[Callable[..., Up]]:
     started: list[Up] = []
 
     def start(*args: str, state_dir: Path | None = None) -> Up:
-        base_port = free_base_port()
-        state_dir = state_dir or tmp_path / f"state-{len(started)}"
-        output_path = tmp_path / f"up-{len(started)}.log"
-        with output_path.open("wb") as output:
-            popen = subprocess.Popen(
-                [
-                    *MRCACHE,
-                    "up",
-                    "--regions",
-                    REGIONS,
-                    "--base-port",
-                    str(base_port),
-                    "--state-dir",
-                    str(state_dir),
-                    *args,
-                ],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        up = Up(popen, state_dir, base_port, output_path)
+        up = start_up(tmp_path, ["--regions", REGIONS, *args], state_dir=state_dir)
         started.append(up)
         return up
 
     yield start
     for up in started:
-        if up.popen.poll() is None:
-            up.popen.terminate()
-            try:
-                up.popen.wait(60)
-            except subprocess.TimeoutExpired:
-                up.popen.kill()  # its children get SIGTERM from their parent-death signal
-                up.popen.wait(10)
-        for pid in up.pids - {up.popen.pid}:
-            if pid_exists(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        stop_up(up)
 
 
 def test_up_serves_every_region_until_down(mrcache_up: Callable[..., Up], tmp_path: Path) -> None:
@@ -169,6 +78,8 @@ def test_up_serves_every_region_until_down(mrcache_up: Callable[..., Up], tmp_pa
         "broker:local",
         "redis:us-east",
         "redis:eu-west",
+        "invalidation_relay:us-east",
+        "invalidation_relay:eu-west",
         "regional_cache:us-east",
         "regional_cache:eu-west",
     }
