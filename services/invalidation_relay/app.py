@@ -21,6 +21,7 @@ from libs.common import __version__
 from libs.common.debezium import to_event
 from libs.common.metrics import Metrics
 from libs.common.responses import JsonResponse
+from libs.common.service import make_redis
 from libs.common.store import RegionStore
 from services.invalidation_relay.relay import Relay
 from services.invalidation_relay.settings import RelaySettings
@@ -28,13 +29,7 @@ from services.invalidation_relay.settings import RelaySettings
 
 def build_relay(settings: RelaySettings) -> tuple[Relay, Redis]:
     platform = settings.platform()
-    password = settings.redis.password
-    redis = Redis.from_url(
-        settings.redis.url,
-        password=password.get_secret_value() if password else None,
-        socket_timeout=settings.redis.socket_timeout,
-        socket_connect_timeout=settings.redis.socket_timeout,
-    )
+    redis = make_redis(settings.redis, max_connections=16)
     relay = Relay(
         settings.kafka,
         RegionStore(redis, tombstone_ttl=settings.tombstone_ttl),

@@ -7,9 +7,10 @@ from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Path, Request
 from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.types import Scope
 
 from libs.common.errors import InvalidKey
-from libs.common.naming import NAMESPACE_RE, check_namespace, decode_key
+from libs.common.naming import NAMESPACE_RE, check_namespace, check_tag, decode_key
 from services.regional_cache.runtime import Runtime
 
 
@@ -25,23 +26,16 @@ register_url_convertor("anypath", _AnyPathConvertor())
 KEY_PARAM = "{key:anypath}"
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def key_from_path(
-    request: Request,
-    key: Annotated[str, Path(description="1..512 bytes of UTF-8, URL-encoded")],
-) -> str:
-    """The key decoded strictly from the raw path (the server's decoding is lenient).
-
-    ``key`` is declared so the OpenAPI schema names the path parameter; its
-    value is the server's lenient decoding and is not used.
-    """
-    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+def raw_key(scope: Scope) -> str:
+    """The key decoded strictly from the raw path (the server's decoding is lenient)."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
     # the key is everything after as many slashes as the route has before "{key"
-    template: str = request.scope["route"].path
+    template: str = scope["route"].path
     depth = template[: template.index("{key")].count("/")
     parts = raw.split(b"/", depth)
     if len(parts) <= depth or not parts[depth]:
@@ -49,13 +43,30 @@ def key_from_path(
     return decode_key(unquote_to_bytes(parts[depth]))
 
 
-def namespace_from_path(
+# dependencies are async: FastAPI runs a plain ``def`` dependency in a worker thread
+
+
+async def key_from_path(
+    request: Request,
+    key: Annotated[str, Path(description="1..512 bytes of UTF-8, URL-encoded")],
+) -> str:
+    """The strictly decoded key. ``key`` is declared so the OpenAPI schema names the
+    path parameter; its value is the server's lenient decoding and is not used."""
+    return raw_key(request.scope)
+
+
+async def namespace_from_path(
     ns: Annotated[str, Path(json_schema_extra={"pattern": f"^{NAMESPACE_RE.pattern}$"})],
 ) -> str:
     # the pattern documents the rule; validation stays ours so the error is invalid_namespace
     return check_namespace(ns)
 
 
+async def tag_from_path(tag: str) -> str:
+    return check_tag(tag)
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+TagDep = Annotated[str, Depends(tag_from_path)]
 KeyDep = Annotated[str, Depends(key_from_path)]
 NamespaceDep = Annotated[str, Depends(namespace_from_path)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.metrics import Metrics
@@ -14,6 +15,8 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.region = region
+        # labelled children per (route template, status): bounded by routes x statuses
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,7 +36,12 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(self.region, name, str(status)).inc()
-            self.metrics.request_seconds.labels(self.region, name).observe(
-                time.perf_counter() - started
-            )
+            children = self._children.get((name, status))
+            if children is None:
+                children = (
+                    self.metrics.requests.labels(self.region, name, str(status)),
+                    self.metrics.request_seconds.labels(self.region, name),
+                )
+                self._children[(name, status)] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from libs.common.config import NamespaceConfig, PlatformConfig
-from libs.common.errors import ConfigError
 from libs.common.homes import home_region
 from libs.common.metrics import Metrics
 from libs.common.publisher import EventPublisher
+from libs.common.service import make_redis
 from libs.common.store import RegionStore
 from services.regional_cache.fill import RemoteFiller
 from services.regional_cache.regions import RegionClient
@@ -39,22 +39,15 @@ class Runtime:
     def region(self) -> str:
         return self.settings.region
 
+    def __post_init__(self) -> None:
+        # labelled children looked up once: labels() on every read shows in profiles
+        self.hits = self.metrics.cache_results.labels(self.region, "hit")
+        self.misses = self.metrics.cache_results.labels(self.region, "miss")
+
     @classmethod
     def build(cls, settings: RegionalCacheSettings) -> Runtime:
         platform = settings.platform()
-        if settings.region not in platform.platform.regions:
-            raise ConfigError(
-                f"region {settings.region!r} is not in platform.regions "
-                f"{platform.platform.regions} of {settings.config}"
-            )
-        password = settings.redis.password
-        redis = Redis.from_url(
-            settings.redis.url,
-            password=password.get_secret_value() if password else None,
-            socket_timeout=settings.redis.socket_timeout,
-            socket_connect_timeout=settings.redis.socket_timeout,
-            max_connections=settings.redis.max_connections,
-        )
+        redis = make_redis(settings.redis)
         metrics = Metrics()
         policy, maxmemory = settings.effective_eviction(platform)
         store = RegionStore(redis, tombstone_ttl=settings.tombstone_ttl)

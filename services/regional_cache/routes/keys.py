@@ -10,19 +10,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from libs.common import events
 from libs.common.errors import (
     InvalidContentType,
+    InvalidRequest,
     NotFound,
     PreconditionFailed,
     ValueTooLarge,
 )
-from libs.common.naming import check_key, parse_tags, parse_ttl
+from libs.common.naming import NAMESPACE_RE, check_key, check_namespace, parse_tags, parse_ttl
 from libs.common.responses import JsonResponse
 from libs.common.store import Entry, Lookup, ReadResult
 from libs.common.versions import etag, parse_etag_list, parse_version
-from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
+from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep, raw_key
 from services.regional_cache.runtime import Runtime
 
 router = APIRouter(tags=["keys"])
@@ -73,11 +75,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise ValueTooLarge(f"value is {declared} bytes, at most {limit} allowed")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ValueTooLarge(f"value exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ValueTooLarge(f"value exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # nobody is left to answer; nothing was stored
+        raise InvalidRequest("the client disconnected before sending the whole value") from None
     return b"".join(chunks)
 
 
@@ -176,9 +182,34 @@ async def put_key(
     return JsonResponse(body, headers={"ETag": etag(written.version)})
 
 
+_NS_SCHEMA = {"type": "string", "pattern": f"^{NAMESPACE_RE.pattern}$"}
+_GET_PARAMETERS: dict[str, Any] = {
+    "parameters": [
+        {"name": "ns", "in": "path", "required": True, "schema": _NS_SCHEMA},
+        {
+            "name": "key",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "1..512 bytes of UTF-8, URL-encoded",
+        },
+        {
+            "name": "min_version",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "read-your-writes",
+        },
+        {"name": "x-min-version", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "if-none-match", "in": "header", "required": False, "schema": {"type": "string"}},
+    ]
+}
+
+
 @router.get(
     KEY_PATH,
     response_class=Response,
+    openapi_extra=_GET_PARAMETERS,
     responses={
         200: {"content": {"*/*": {}}, "description": "the value"},
         304: {"description": "not modified"},
@@ -187,27 +218,32 @@ async def put_key(
         503: _ERROR,
     },
 )
-async def get_key(
-    ns: NamespaceDep,
-    key: KeyDep,
-    rt: RuntimeDep,
-    min_version: Annotated[str | None, Query(description="read-your-writes")] = None,
-    x_min_version: Annotated[str | None, Header()] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
-) -> Response:
-    """Read from this region's copy; on a miss outside the home region, fill from home."""
-    floor_raw = min_version if min_version is not None else x_min_version
+async def get_key(request: Request) -> Response:
+    """Read from this region's copy; on a miss outside the home region, fill from home.
+
+    The hot path of the platform: it reads the request itself instead of through
+    FastAPI's parameter solving, which cost a quarter of a hit's CPU (the
+    parameters are documented in ``_GET_PARAMETERS``).
+    """
+    rt: Runtime = request.app.state.runtime
+    ns = check_namespace(request.path_params["ns"])
+    key = raw_key(request.scope)
+    headers_in = request.headers
+    floor_raw = request.query_params.get("min_version") if request.scope["query_string"] else None
+    if floor_raw is None:
+        floor_raw = headers_in.get("x-min-version")
     floor = parse_version(floor_raw, what="min_version") if floor_raw is not None else 0
+    if_none_match = headers_in.get("if-none-match")
     not_modified = parse_etag_list(if_none_match) if if_none_match is not None else []
     result = await rt.store.read(ns, key)
     entry = result.entry
     cache = "HIT"
     if result.lookup is not Lookup.HIT or entry is None or entry.version < floor:
-        rt.metrics.cache_results.labels(rt.region, "miss").inc()
+        rt.misses.inc()
         entry = await _miss(rt, ns, key, result, floor)
         cache = "MISS"
     else:
-        rt.metrics.cache_results.labels(rt.region, "hit").inc()
+        rt.hits.inc()
     headers = {
         "ETag": etag(entry.version),
         "X-Cache": cache,
@@ -262,9 +298,9 @@ async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> 
     hits = sum(1 for e in entries if e is not None)
     misses = [i for i, e in enumerate(entries) if e is None]
     if hits:
-        rt.metrics.cache_results.labels(rt.region, "hit").inc(hits)
+        rt.hits.inc(hits)
     if misses:
-        rt.metrics.cache_results.labels(rt.region, "miss").inc(len(misses))
+        rt.misses.inc(len(misses))
         limit = asyncio.Semaphore(_BATCH_FILLS)
 
         async def fill(i: int) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from libs.common import events
-from libs.common.naming import check_tag
 from libs.common.responses import JsonResponse
-from services.regional_cache.deps import NamespaceDep, RuntimeDep
+from services.regional_cache.deps import NamespaceDep, RuntimeDep, TagDep
 from services.regional_cache.routes.keys import _ERROR
 
 router = APIRouter(tags=["namespaces"])
@@ -30,7 +29,7 @@ async def invalidate_namespace(ns: NamespaceDep, request: Request, rt: RuntimeDe
     "/v1/ns/{ns}/tags/{tag}/invalidate", status_code=202, responses={400: _ERROR, 503: _ERROR}
 )
 async def invalidate_tag(
-    ns: NamespaceDep, tag: Annotated[str, Depends(check_tag)], request: Request, rt: RuntimeDep
+    ns: NamespaceDep, tag: TagDep, request: Request, rt: RuntimeDep
 ) -> Response:
     """Raise the tag's version: every entry written with the tag before it is gone."""
     home = rt.home_of(ns, None)

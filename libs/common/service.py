@@ -1,0 +1,103 @@
+"""What every mrcache service process shares: base settings and the run loop."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+import uvicorn
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio import Redis
+from starlette.types import ASGIApp
+
+from libs.common import logs
+from libs.common.config import PlatformConfig, load_platform_config
+from libs.common.errors import ConfigError
+from libs.common.naming import check_region
+from libs.common.settings import KafkaSettings, RedisSettings
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service of a region reads (environment ``MRCACHE_*``, nested ``__``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MRCACHE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    region: str = "us-east"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8100
+    config: Path | None = None
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    # A tombstone must outlive any in-flight fill and any event lag of its key.
+    tombstone_ttl: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return check_region(value)
+
+    def platform(self) -> PlatformConfig:
+        """The platform config file (or the defaults), checked to contain this region."""
+        platform = load_platform_config(self.config)
+        if self.region in platform.platform.regions:
+            return platform
+        if self.config is None:  # no file: a platform of this one region
+            section = platform.platform.model_copy(update={"regions": [self.region]})
+            return platform.model_copy(update={"platform": section})
+        raise ConfigError(
+            f"region {self.region!r} is not in platform.regions "
+            f"{platform.platform.regions} of {self.config}"
+        )
+
+
+def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -> Redis:
+    password = settings.password
+    return Redis.from_url(
+        settings.url,
+        password=password.get_secret_value() if password else None,
+        socket_timeout=settings.socket_timeout,
+        socket_connect_timeout=settings.socket_timeout,
+        max_connections=max_connections or settings.max_connections,
+    )
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run(
+    name: str, settings_type: type[S], create_app: Callable[[S], ASGIApp], *, graceful: float = 10.0
+) -> None:
+    """Load settings, build the app and serve it; bad settings exit 2 with a message.
+
+    uvicorn handles SIGTERM/SIGINT: it stops accepting, finishes requests and runs
+    the lifespan exit, which is where every service stops its background work.
+    """
+    try:
+        settings = settings_type()
+        logs.configure(
+            settings.log_level, settings.log_format, service=name, region=settings.region
+        )
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"mrcache-{name}: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as exc:  # pydantic's ValidationError of the settings
+        print(f"mrcache-{name}: invalid settings:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=int(graceful),
+    )
