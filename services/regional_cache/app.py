@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from libs.common import __version__
 from services.regional_cache import handlers
@@ -13,6 +15,15 @@ from services.regional_cache.middleware import MetricsMiddleware
 from services.regional_cache.routes import internal, keys, namespaces, system
 from services.regional_cache.runtime import Runtime
 from services.regional_cache.settings import RegionalCacheSettings
+
+
+class _HotRoute(Route):
+    """A Starlette route that records itself in the scope like FastAPI's routes do
+    (the key decoding and the metrics read the route template from there)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
 
 
 def create_app(settings: RegionalCacheSettings) -> FastAPI:
@@ -38,5 +49,9 @@ def create_app(settings: RegionalCacheSettings) -> FastAPI:
     app.include_router(namespaces.router)
     app.include_router(system.router)
     app.include_router(internal.router)
+    # GET of a key is the platform's hot path: a plain Starlette route placed first
+    # serves it (first match wins) without FastAPI's per-request wrapper; the FastAPI
+    # route of the same path stays, unmatched, for the OpenAPI schema.
+    app.router.routes.insert(0, _HotRoute(keys.KEY_PATH, keys.get_key, methods=["GET"]))
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, region=settings.region)
     return app
