@@ -12,6 +12,9 @@ key                             type   holds
 ``mrc:e:{<ns>/<key>}``          hash   one entry: value or tombstone (fields below)
 ``mrc:n:{<ns>}``                hash   ``gen`` (namespace generation), ``t:<tag>``
                                        (tag versions); absent = never invalidated
+``mrc:ix:{<ns>}:<leaf>``        hash   applied version of every key of the leaf (never
+                                       evicted; leaf = 4 hex digits of sha1(key))
+``mrc:dg:{<ns>}``               hash   per leaf: sum of h(key, applied version) mod 2^48
 ``mrc:outbox:{<region>}``       list   encoded events waiting for Kafka, oldest first
 ``mrc:outbox-lock:{<region>}``  str    token of the process draining the outbox
 ==============================  =====  =============================================
@@ -23,6 +26,8 @@ write joined by ``,``, ``tomb`` ``1`` for a tombstone (no value, version kept).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 PREFIX = "mrc"
 
@@ -58,6 +63,25 @@ def entry(ns: str, key: str) -> bytes:
 
 def namespace_meta(ns: str) -> bytes:
     return f"{PREFIX}:n:{{{ns}}}".encode()
+
+
+def digest(ns: str) -> bytes:
+    return f"{PREFIX}:dg:{{{ns}}}".encode()
+
+
+def index_prefix(ns: str) -> str:
+    """Prefix of the namespace's applied-version index hashes (one per leaf)."""
+    return f"{PREFIX}:ix:{{{ns}}}:"
+
+
+def index(ns: str, leaf: str) -> bytes:
+    return f"{index_prefix(ns)}{leaf}".encode()
+
+
+def leaf_of(key: str) -> str:
+    """The digest leaf of a key: the first 4 hex digits of its SHA-1 (65,536 leaves),
+    as the Lua scripts compute it."""
+    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:4]
 
 
 def tag_field(tag: str) -> str:

@@ -86,6 +86,29 @@ class Metrics:
         self.reconciler_repairs = Counter(
             "mrcache_reconciler_repairs", "Stale copies repaired.", ["region"], registry=r
         )
+        self.reconciler_leaves = Counter(
+            "mrcache_reconciler_buckets_compared", "Digest leaves compared key by key.", registry=r
+        )
+        self.reconciler_keys = Counter(
+            "mrcache_reconciler_keys_compared", "Keys compared inside differing leaves.", registry=r
+        )
+        self.reconciler_seconds = Histogram(
+            "mrcache_reconciler_duration_seconds",
+            "Duration of one reconcile pass.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.reconciler_last_success = Gauge(
+            "mrcache_reconciler_last_success_timestamp_seconds",
+            "When the last complete pass ended (epoch seconds).",
+            registry=r,
+        )
+        self.reconciler_skipped = Counter(
+            "mrcache_reconciler_regions_skipped",
+            "Passes that skipped an unreachable region.",
+            ["region"],
+            registry=r,
+        )
         self.origin_requests = Counter(
             "mrcache_origin_requests", "Origin fetches by outcome.", ["ns", "outcome"], registry=r
         )

@@ -17,12 +17,17 @@ def _source(name: str) -> str:
     return (files("libs.common") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
+def _recording(name: str) -> str:
+    """A script that changes applied versions, with the shared index/digest preamble."""
+    return _source("_applied") + "\n" + _source(name)
+
+
 class Scripts:
     """The scripts registered on one Redis client (EVALSHA, reloaded on NOSCRIPT)."""
 
     def __init__(self, redis: Redis) -> None:
-        self.set: AsyncScript = redis.register_script(_source("set"))
-        self.tombstone: AsyncScript = redis.register_script(_source("tombstone"))
+        self.set: AsyncScript = redis.register_script(_recording("set"))
+        self.tombstone: AsyncScript = redis.register_script(_recording("tombstone"))
         self.bump: AsyncScript = redis.register_script(_source("bump"))
         self.stamp: AsyncScript = redis.register_script(_source("stamp"))
-        self.fill: AsyncScript = redis.register_script(_source("fill"))
+        self.fill: AsyncScript = redis.register_script(_recording("fill"))

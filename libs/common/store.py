@@ -163,7 +163,7 @@ class RegionStore:
             stamps = await self.scripts.stamp(keys=[keys.namespace_meta(ns)], args=list(tags))
             gen, tag_versions = stamps[0], stamps[1:]
             reply = await self.scripts.set(
-                keys=[keys.entry(ns, key)],
+                keys=[keys.entry(ns, key), keys.digest(ns)],
                 args=[
                     value,
                     content_type,
@@ -174,6 +174,8 @@ class RegionStore:
                     b",".join(tag_versions),
                     "" if external_version is None else external_version,
                     "" if expect_version is None else expect_version,
+                    key,
+                    keys.index_prefix(ns),
                 ],
             )
         except RedisError as exc:
@@ -204,11 +206,13 @@ class RegionStore:
         """
         try:
             reply = await self.scripts.tombstone(
-                keys=[keys.entry(ns, key)],
+                keys=[keys.entry(ns, key), keys.digest(ns)],
                 args=[
                     self.tombstone_ms,
                     "" if version is None else version,
                     "m" if superseded else "1",
+                    key,
+                    keys.index_prefix(ns),
                 ],
             )
         except RedisError as exc:
@@ -230,7 +234,7 @@ class RegionStore:
         """
         try:
             reply = await self.scripts.fill(
-                keys=[keys.entry(ns, key)],
+                keys=[keys.entry(ns, key), keys.digest(ns)],
                 args=[
                     entry.value,
                     entry.content_type,
@@ -241,6 +245,8 @@ class RegionStore:
                     entry.generation,
                     ",".join(entry.tags),
                     ",".join(str(v) for v in entry.tag_versions),
+                    key,
+                    keys.index_prefix(ns),
                 ],
             )
         except RedisError as exc:

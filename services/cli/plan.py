@@ -29,6 +29,7 @@ class Plan:
     redis_ports: Mapping[str, int]
     # health and metrics port of each region's relay
     relay_ports: Mapping[str, int]
+    reconciler_port: int
 
     def port(self, region: str) -> int:
         return self.base_port + self.regions.index(region)
@@ -87,7 +88,7 @@ def make_plan(config: PlatformConfig, *, base_port: int, state_dir: Path) -> Pla
             f"port {', '.join(map(str, busy))} on {HOST} is in use; "
             f"region ports are {service_ports[0]}..{service_ports[-1]}: choose another --base-port"
         )
-    kafka_port, *others = _pick_ports(1 + 2 * len(regions), avoid=service_ports)
+    kafka_port, reconciler_port, *others = _pick_ports(2 + 2 * len(regions), avoid=service_ports)
     redis_ports, relay_ports = others[: len(regions)], others[len(regions) :]
     return Plan(
         regions=regions,
@@ -97,6 +98,7 @@ def make_plan(config: PlatformConfig, *, base_port: int, state_dir: Path) -> Pla
         kafka_port=kafka_port,
         redis_ports=dict(zip(regions, redis_ports, strict=True)),
         relay_ports=dict(zip(regions, relay_ports, strict=True)),
+        reconciler_port=reconciler_port,
     )
 
 

@@ -90,12 +90,28 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def reconciler_env(plan: Plan, _: str) -> dict[str, str]:
+    first = plan.regions[0]
+    return {
+        **service_env(plan, first),
+        "MRCACHE_HOST": HOST,
+        "MRCACHE_PORT": str(plan.reconciler_port),
+        "MRCACHE_REGION_REDIS": json.dumps({r: plan.redis_url(r) for r in plan.regions}),
+    }
+
+
+def reconciler_ready(plan: Plan, _: str) -> bool:
+    return _http_ok(f"http://{HOST}:{plan.reconciler_port}/readyz")
+
+
 SERVICE_ROLES: tuple[ServiceRole, ...] = (
     ServiceRole(
         "regional_cache", "services.regional_cache", regional_cache_env, regional_cache_ready
     ),
     ServiceRole("invalidation_relay", "services.invalidation_relay", relay_env, relay_ready),
-    # Next: ServiceRole("reconciler", "services.reconciler", ..., per_region=False).
+    ServiceRole(
+        "reconciler", "services.reconciler", reconciler_env, reconciler_ready, per_region=False
+    ),
 )
 
 

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from libs.common import keys
 from libs.common.errors import PreconditionFailed, StaleVersion
-from libs.common.store import Lookup, RegionStore
+from libs.common.store import Entry, Lookup, RegionStore
 from tests.support.platform import RedisServer
 
 
@@ -100,3 +100,63 @@ async def test_read_many_mixes_results(store: RegionStore, ns: str) -> None:
         Lookup.TOMBSTONE,
         Lookup.ABSENT,
     ]
+
+
+async def test_applied_index_and_digest_follow_every_change(store: RegionStore, ns: str) -> None:
+    from libs.common.digest import leaf_digest
+
+    w = await store.write(ns, "k", b"v1", content_type="x", ttl=60)
+    _, tomb = await store.tombstone(ns, "k")
+    await store.tombstone(ns, "other", version=77, superseded=True)
+    expected = {"k": tomb, "other": 77}
+    for key, version in expected.items():
+        leaf = keys.leaf_of(key)
+        index = await store.redis.hgetall(keys.index(ns, leaf))
+        assert index[key.encode()] == str(version).encode()
+        same_leaf = {k: v for k, v in expected.items() if keys.leaf_of(k) == leaf}
+        digest = await store.redis.hget(keys.digest(ns), leaf)
+        assert digest is not None and int(digest) == leaf_digest(same_leaf)
+    assert tomb > w.version
+
+
+async def test_eviction_does_not_change_the_digest_nor_let_old_fills_in(
+    store: RegionStore, ns: str
+) -> None:
+    w = await store.write(ns, "k", b"v1", content_type="x", ttl=60)
+    _, tomb = await store.tombstone(ns, "k")
+    before = await store.redis.hgetall(keys.digest(ns))
+    await store.redis.delete(keys.entry(ns, "k"))  # as eviction would
+    assert await store.redis.hgetall(keys.digest(ns)) == before
+    old = (await store.read(ns, "k")).lookup
+    assert old is Lookup.ABSENT
+    stale = Entry(
+        value=b"v1",
+        content_type="x",
+        version=w.version,
+        written_ms=w.written_ms,
+        expires_ms=w.expires_ms,
+        tags=(),
+    )
+    assert await store.fill(ns, "k", stale) == (False, tomb)
+    newer = Entry(
+        value=b"v9",
+        content_type="x",
+        version=tomb + 1,
+        written_ms=w.written_ms,
+        expires_ms=w.expires_ms + 60_000,
+        tags=(),
+    )
+    assert await store.fill(ns, "k", newer) == (True, tomb + 1)
+
+
+async def test_a_fill_of_the_applied_version_installs_where_no_copy_is_held(
+    store: RegionStore, ns: str
+) -> None:
+    await store.tombstone(ns, "m", version=500, superseded=True)
+    await store.redis.delete(keys.entry(ns, "m"))  # the marker was evicted
+    entry = Entry(
+        value=b"v", content_type="x", version=500, written_ms=1, expires_ms=2**41, tags=()
+    )
+    assert await store.fill(ns, "m", entry) == (True, 500)
+    assert (await store.read(ns, "m")).lookup is Lookup.HIT
+    assert await store.fill(ns, "m", entry) == (False, 500)  # the copy is held now

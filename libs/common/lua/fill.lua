@@ -1,16 +1,19 @@
 -- Install a copy made elsewhere (a remote fill from the home region, or a
 -- replicated value carried by an event) only if nothing newer is known here.
--- Equal versions install only over a 'superseded' marker of that same version.
+-- An equal version installs only where this region holds no copy of it: a
+-- 'superseded' marker of that version, or nothing (evicted or expired).
 -- This comparison is what closes the stale-set race of architecture.md.
--- KEYS[1] entry hash
+-- KEYS[1] entry hash   KEYS[2] namespace digest hash
 -- ARGV[1] value  ARGV[2] content type  ARGV[3] version  ARGV[4] written ms
 -- ARGV[5] expires ms (absolute)  ARGV[6] ms to keep past expiry
 -- ARGV[7] generation  ARGV[8] tags  ARGV[9] tag versions
+-- ARGV[10] the key  ARGV[11] the namespace's index prefix
 -- Returns {1, version} or {0, current}.
-local cur = tonumber(redis.call('HGET', KEYS[1], 'ver')) or 0
+local held = redis.call('HMGET', KEYS[1], 'ver', 'tomb')
+local cur = math.max(tonumber(held[1]) or 0, applied_version(ARGV[11], ARGV[10]))
 local ver = tonumber(ARGV[3])
 if ver < cur then return {0, cur} end
-if ver == cur and redis.call('HGET', KEYS[1], 'tomb') ~= 'm' then return {0, cur} end
+if ver == cur and tonumber(held[1]) == ver and held[2] ~= 'm' then return {0, cur} end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local exp = tonumber(ARGV[5])
@@ -19,4 +22,5 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ct', ARGV[2], 'ver', ARGV[3], 'ts', ARGV[4],
   'exp', ARGV[5], 'gen', ARGV[7], 'tg', ARGV[8], 'tv', ARGV[9])
 redis.call('PEXPIREAT', KEYS[1], exp + tonumber(ARGV[6]))
+record_applied(ARGV[11], KEYS[2], ARGV[10], ver)
 return {1, ver}

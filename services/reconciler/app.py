@@ -1,0 +1,141 @@
+"""The reconciler process: a pass every interval, inside a small HTTP app.
+
+``POST /v1/reconcile`` runs a pass now and returns its report (operators and
+tests use it); ``/v1/info`` shows the last report; ``/metrics`` the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from libs.common import __version__
+from libs.common.errors import ConfigError
+from libs.common.metrics import Metrics
+from libs.common.responses import JsonResponse
+from libs.common.service import make_redis
+from libs.common.settings import RedisSettings
+from libs.common.store import RegionStore
+from services.reconciler.reconcile import Reconciler, Report
+from services.reconciler.settings import ReconcilerSettings
+
+log = logging.getLogger(__name__)
+
+
+class ReconcileLoop:
+    """Runs a pass every ``interval`` seconds; one pass at a time."""
+
+    def __init__(self, reconciler: Reconciler, metrics: Metrics, interval: float) -> None:
+        self.reconciler = reconciler
+        self.metrics = metrics
+        self.interval = interval
+        self.last: Report | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="reconcile-loop")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self) -> Report:
+        async with self._lock:
+            report = await self.reconciler.run_once()
+        m = self.metrics
+        for region, count in report.repairs.items():
+            m.reconciler_repairs.labels(region).inc(count)
+        for region in report.skipped_regions:
+            m.reconciler_skipped.labels(region).inc()
+        m.reconciler_leaves.inc(report.leaves_compared)
+        m.reconciler_keys.inc(report.keys_compared)
+        m.reconciler_seconds.observe(report.seconds)
+        if not report.skipped_regions:
+            m.reconciler_last_success.set(time.time())
+        if any(report.repairs.values()):
+            log.info("reconcile pass repaired %s in %.3f s", report.repairs, report.seconds)
+        self.last = report
+        return report
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a pass must never end the loop
+                log.exception("reconcile pass failed")
+            await asyncio.sleep(self.interval)
+
+
+def create_app(settings: ReconcilerSettings) -> Starlette:
+    platform = settings.platform()
+    urls = settings.region_redis
+    missing = [r for r in platform.platform.regions if r not in urls]
+    if missing:
+        raise ConfigError(f"MRCACHE_REGION_REDIS has no Redis URL for {missing}")
+    clients = {
+        region: make_redis(
+            RedisSettings(url=urls[region], password=settings.redis.password), max_connections=8
+        )
+        for region in platform.platform.regions
+    }
+    stores = {r: RegionStore(c, tombstone_ttl=settings.tombstone_ttl) for r, c in clients.items()}
+    metrics = Metrics()
+    loop = ReconcileLoop(
+        Reconciler(platform, stores, batch=settings.batch, pause=settings.pause),
+        metrics,
+        settings.interval or platform.reconciler.interval,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await loop.start()
+        try:
+            yield
+        finally:
+            await loop.stop()
+            for client in clients.values():
+                await client.aclose()
+
+    async def healthz(_: Request) -> Response:
+        return JsonResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        return JsonResponse({"status": "ready", "interval": loop.interval})
+
+    async def info(_: Request) -> Response:
+        last = dataclasses.asdict(loop.last) if loop.last else None
+        return JsonResponse(
+            {"role": "reconciler", "version": __version__, "interval": loop.interval, "last": last}
+        )
+
+    async def reconcile(_: Request) -> Response:
+        return JsonResponse(dataclasses.asdict(await loop.run_once()))
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/v1/info", info),
+            Route("/v1/reconcile", reconcile, methods=["POST"]),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )

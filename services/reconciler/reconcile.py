@@ -1,0 +1,196 @@
+"""One reconcile pass: find what events missed and repair it, bucket by bucket.
+
+For each namespace, every region's leaf digests (what it has *applied*, kept by
+the same scripts that apply writes, events and fills) are compared; only the
+leaves whose digests differ are compared key by key. The target of a key is
+the highest version any reachable region applied: versions originate only at
+the key's home region (or its system of record), so that is the authority's
+version, and the home region's own index holds it unless the home itself
+missed an event. A lagging region gets the same versioned scripts the relay
+uses: a superseded marker (or a deleted tombstone, or for ``replicate``
+namespaces the value itself), each applied only if newer than what it holds,
+so a repair never removes a copy newer than the target, even when a write lands
+during the diff. Namespace generations and tag versions are raised to the
+highest any region has.
+
+Redis is never blocked: digests are read with HSCAN in pages, leaves in small
+batches with a pause between them, and no command touches more than one leaf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from libs.common import keys
+from libs.common.config import PlatformConfig
+from libs.common.errors import StoreUnavailable
+from libs.common.store import Entry, Lookup, RegionStore
+
+log = logging.getLogger(__name__)
+
+_SCAN_COUNT = 1000
+
+
+@dataclass
+class Report:
+    """What one pass saw and did."""
+
+    regions: list[str] = field(default_factory=list)
+    skipped_regions: list[str] = field(default_factory=list)
+    namespaces: int = 0
+    leaves_compared: int = 0
+    keys_compared: int = 0
+    repairs: dict[str, int] = field(default_factory=dict)
+    ahead: int = 0
+    seconds: float = 0.0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        platform: PlatformConfig,
+        stores: Mapping[str, RegionStore],
+        *,
+        batch: int = 256,
+        pause: float = 0.001,
+    ) -> None:
+        self.platform = platform
+        self.stores = dict(stores)
+        self.batch = batch
+        self.pause = pause
+
+    async def run_once(self) -> Report:
+        started = time.perf_counter()
+        report = Report()
+        live: dict[str, RegionStore] = {}
+        for region, store in self.stores.items():
+            try:
+                await store.ping()
+                live[region] = store
+            except StoreUnavailable:
+                report.skipped_regions.append(region)
+                log.warning("reconciler: region %s unreachable, skipped this pass", region)
+        report.regions = sorted(live)
+        report.repairs = dict.fromkeys(live, 0)
+        if len(live) >= 2:
+            for ns in sorted(await self._namespaces(live)):
+                report.namespaces += 1
+                try:
+                    await self._namespace(ns, live, report)
+                except (RedisError, StoreUnavailable) as exc:
+                    log.warning("reconciler: namespace %s interrupted: %r", ns, exc)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def _namespaces(self, live: Mapping[str, RegionStore]) -> set[str]:
+        found: set[str] = set()
+        for store in live.values():
+            for pattern in (f"{keys.PREFIX}:dg:*", f"{keys.PREFIX}:n:*"):
+                async for name in store.redis.scan_iter(match=pattern, count=_SCAN_COUNT):
+                    text = _text(name)
+                    if "{" in text and text.endswith("}"):
+                        found.add(text[text.index("{") + 1 : -1])
+        return found
+
+    async def _namespace(self, ns: str, live: Mapping[str, RegionStore], report: Report) -> None:
+        await self._meta(ns, live, report)
+        digests = {region: await _hscan(store, keys.digest(ns)) for region, store in live.items()}
+        leaves = set().union(*(d.keys() for d in digests.values()))
+        differing = sorted(
+            leaf for leaf in leaves if len({d.get(leaf, 0) for d in digests.values()}) > 1
+        )
+        for start in range(0, len(differing), self.batch):
+            for leaf in differing[start : start + self.batch]:
+                await self._leaf(ns, leaf, live, report)
+            report.leaves_compared += len(differing[start : start + self.batch])
+            await asyncio.sleep(self.pause)
+
+    async def _meta(self, ns: str, live: Mapping[str, RegionStore], report: Report) -> None:
+        """Raise every region's namespace generation and tag versions to the highest seen."""
+        metas = {
+            region: await store.redis.hgetall(keys.namespace_meta(ns))
+            for region, store in live.items()
+        }
+        fields = set().union(*(m.keys() for m in metas.values()))
+        for name in fields:
+            target = max(int(m.get(name, 0)) for m in metas.values())
+            for region, meta in metas.items():
+                if int(meta.get(name, 0)) < target:
+                    field_name = _text(name)
+                    store = live[region]
+                    if field_name == keys.NS_GENERATION:
+                        applied, _ = await store.bump_namespace(ns, target)
+                    else:
+                        tag = field_name.removeprefix(keys.TAG_FIELD_PREFIX)
+                        applied, _ = await store.bump_tag(ns, tag, target)
+                    if applied:
+                        report.repairs[region] += 1
+                        log.info(
+                            "reconciler repaired %s of %s in %s to %d",
+                            field_name,
+                            ns,
+                            region,
+                            target,
+                        )
+
+    async def _leaf(
+        self, ns: str, leaf: str, live: Mapping[str, RegionStore], report: Report
+    ) -> None:
+        index_key = keys.index(ns, leaf)
+        indexes = {}
+        for region, store in live.items():
+            raw = await store.redis.hgetall(index_key)
+            indexes[region] = {_text(k): int(v) for k, v in raw.items()}
+        every_key = set().union(*(i.keys() for i in indexes.values()))
+        report.keys_compared += len(every_key)
+        replicate = self.platform.namespace(ns).propagation == "replicate"
+        for key in every_key:
+            versions = {region: index.get(key, 0) for region, index in indexes.items()}
+            target = max(versions.values())
+            lagging = [region for region, v in versions.items() if v < target]
+            if not lagging:
+                continue
+            holder = next(region for region, v in versions.items() if v == target)
+            deleted, copy = await _state_of(live[holder], ns, key, target)
+            for region in lagging:
+                store = live[region]
+                if copy is not None and replicate:
+                    applied, _ = await store.fill(ns, key, copy)
+                    if applied:
+                        report.repairs[region] += 1
+                        continue
+                applied, _ = await store.tombstone(ns, key, target, superseded=not deleted)
+                if applied:
+                    report.repairs[region] += 1
+
+
+async def _state_of(
+    store: RegionStore,
+    ns: str,
+    key: str,
+    version: int,
+) -> tuple[bool, Entry | None]:
+    """Whether the holder's copy at ``version`` is a delete, and its value if it holds one."""
+    result = await store.read(ns, key)
+    if result.held_version != version:
+        return False, None
+    if result.lookup is Lookup.TOMBSTONE:
+        return True, None
+    return False, result.entry
+
+
+async def _hscan(store: RegionStore, name: bytes) -> dict[str, int]:
+    found: dict[str, int] = {}
+    async for field_name, value in store.redis.hscan_iter(name, count=_SCAN_COUNT):
+        found[_text(field_name)] = int(value)
+    return found
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
