@@ -35,6 +35,8 @@ from libs.common.store import Entry, Lookup, RegionStore
 log = logging.getLogger(__name__)
 
 _SCAN_COUNT = 1000
+# repairs in flight at once: enough to hide round trips, few enough to stay polite
+_CONCURRENT_REPAIRS = 32
 
 
 @dataclass
@@ -106,9 +108,9 @@ class Reconciler:
             leaf for leaf in leaves if len({d.get(leaf, 0) for d in digests.values()}) > 1
         )
         for start in range(0, len(differing), self.batch):
-            for leaf in differing[start : start + self.batch]:
-                await self._leaf(ns, leaf, live, report)
-            report.leaves_compared += len(differing[start : start + self.batch])
+            batch = differing[start : start + self.batch]
+            await self._leaves(ns, batch, live, report)
+            report.leaves_compared += len(batch)
             await asyncio.sleep(self.pause)
 
     async def _meta(self, ns: str, live: Mapping[str, RegionStore], report: Report) -> None:
@@ -139,35 +141,71 @@ class Reconciler:
                             target,
                         )
 
-    async def _leaf(
-        self, ns: str, leaf: str, live: Mapping[str, RegionStore], report: Report
+    async def _leaves(
+        self, ns: str, batch: list[str], live: Mapping[str, RegionStore], report: Report
     ) -> None:
-        index_key = keys.index(ns, leaf)
-        indexes = {}
-        for region, store in live.items():
-            raw = await store.redis.hgetall(index_key)
-            indexes[region] = {_text(k): int(v) for k, v in raw.items()}
-        every_key = set().union(*(i.keys() for i in indexes.values()))
-        report.keys_compared += len(every_key)
+        """Compare a batch of differing leaves key by key and repair the lagging regions."""
+        regions = list(live)
+        fetched = await asyncio.gather(*(_indexes(live[r], ns, batch) for r in regions))
         replicate = self.platform.namespace(ns).propagation == "replicate"
-        for key in every_key:
-            versions = {region: index.get(key, 0) for region, index in indexes.items()}
-            target = max(versions.values())
-            lagging = [region for region, v in versions.items() if v < target]
-            if not lagging:
-                continue
-            holder = next(region for region, v in versions.items() if v == target)
-            deleted, copy = await _state_of(live[holder], ns, key, target)
-            for region in lagging:
-                store = live[region]
+        limit = asyncio.Semaphore(_CONCURRENT_REPAIRS)
+        work = []
+        for position in range(len(batch)):
+            indexes = {r: fetched[i][position] for i, r in enumerate(regions)}
+            every_key = set().union(*(i.keys() for i in indexes.values()))
+            report.keys_compared += len(every_key)
+            for key in every_key:
+                versions = {r: index.get(key, 0) for r, index in indexes.items()}
+                target = max(versions.values())
+                lagging = [r for r, v in versions.items() if v < target]
+                if lagging:
+                    holder = next(r for r, v in versions.items() if v == target)
+                    work.append(
+                        self._repair(
+                            ns,
+                            key,
+                            target,
+                            live[holder],
+                            {r: live[r] for r in lagging},
+                            replicate,
+                            report,
+                            limit,
+                        )
+                    )
+        await asyncio.gather(*work)
+
+    async def _repair(
+        self,
+        ns: str,
+        key: str,
+        target: int,
+        holder: RegionStore,
+        lagging: Mapping[str, RegionStore],
+        replicate: bool,
+        report: Report,
+        limit: asyncio.Semaphore,
+    ) -> None:
+        async with limit:
+            deleted, copy = await _state_of(holder, ns, key, target)
+            for region, store in lagging.items():
                 if copy is not None and replicate:
                     applied, _ = await store.fill(ns, key, copy)
                     if applied:
                         report.repairs[region] += 1
                         continue
+                # applied only when newer than what the region holds: never removes a newer copy
                 applied, _ = await store.tombstone(ns, key, target, superseded=not deleted)
                 if applied:
                     report.repairs[region] += 1
+
+
+async def _indexes(store: RegionStore, ns: str, leaves: list[str]) -> list[dict[str, int]]:
+    """The applied-version index of each leaf, in one round trip."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for leaf in leaves:
+            pipe.hgetall(keys.index(ns, leaf))
+        replies = await pipe.execute()
+    return [{_text(k): int(v) for k, v in raw.items()} for raw in replies]
 
 
 async def _state_of(
