@@ -35,6 +35,9 @@ class NamespaceConfig(_Strict):
     origin: str | None = None
     negative_ttl: Annotated[float, Field(ge=0)] = 5.0
     stale_while_revalidate: Annotated[float, Field(ge=0)] = 0.0
+    # system-of-record namespaces: an HTTP endpoint returning {"key": version, ...}
+    # that the reconciler treats as the authority
+    source_of_truth: str | None = None
 
 
 class PlatformSection(_Strict):

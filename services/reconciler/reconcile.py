@@ -24,12 +24,15 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 from redis.exceptions import RedisError
 
 from libs.common import keys
 from libs.common.config import PlatformConfig
-from libs.common.errors import StoreUnavailable
+from libs.common.errors import MrcacheError, StoreUnavailable
+from libs.common.naming import check_key
 from libs.common.store import Entry, Lookup, RegionStore
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,9 @@ class Reconciler:
 
     async def _namespace(self, ns: str, live: Mapping[str, RegionStore], report: Report) -> None:
         await self._meta(ns, live, report)
+        source = self.platform.namespace(ns).source_of_truth
+        if source is not None:
+            await self._against_source(ns, source, live, report)
         digests = {region: await _hscan(store, keys.digest(ns)) for region, store in live.items()}
         leaves = set().union(*(d.keys() for d in digests.values()))
         differing = sorted(
@@ -112,6 +118,56 @@ class Reconciler:
             await self._leaves(ns, batch, live, report)
             report.leaves_compared += len(batch)
             await asyncio.sleep(self.pause)
+
+    async def _against_source(
+        self, ns: str, url: str, live: Mapping[str, RegionStore], report: Report
+    ) -> None:
+        """Bring every region up to a system of record's snapshot of key -> version.
+
+        The snapshot has no digests, so this compares every key it lists (its cost
+        follows the snapshot's size); keys it does not list are left alone, since a
+        missing row carries no version to order a delete by.
+        """
+        try:
+            async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+                reply = await client.get(url)
+                reply.raise_for_status()
+                snapshot = _versions(reply.json())
+        except (httpx.HTTPError, ValueError, MrcacheError) as exc:
+            log.warning("reconciler: source of truth for %s unusable: %r", ns, exc)
+            return
+        by_leaf: dict[str, dict[str, int]] = {}
+        for key, version in snapshot.items():
+            by_leaf.setdefault(keys.leaf_of(key), {})[key] = version
+        leaves = sorted(by_leaf)
+        limit = asyncio.Semaphore(_CONCURRENT_REPAIRS)
+        for start in range(0, len(leaves), self.batch):
+            batch = leaves[start : start + self.batch]
+            work = []
+            for region, store in live.items():
+                indexes = await _indexes(store, ns, batch)
+                for leaf, index in zip(batch, indexes, strict=True):
+                    for key, version in by_leaf[leaf].items():
+                        report.keys_compared += 1
+                        if index.get(key, 0) < version:
+                            work.append(self._mark(store, region, ns, key, version, report, limit))
+            await asyncio.gather(*work)
+            await asyncio.sleep(self.pause)
+
+    async def _mark(
+        self,
+        store: RegionStore,
+        region: str,
+        ns: str,
+        key: str,
+        version: int,
+        report: Report,
+        limit: asyncio.Semaphore,
+    ) -> None:
+        async with limit:
+            applied, _ = await store.tombstone(ns, key, version, superseded=True)
+            if applied:
+                report.repairs[region] += 1
 
     async def _meta(self, ns: str, live: Mapping[str, RegionStore], report: Report) -> None:
         """Raise every region's namespace generation and tag versions to the highest seen."""
@@ -228,6 +284,18 @@ async def _hscan(store: RegionStore, name: bytes) -> dict[str, int]:
     async for field_name, value in store.redis.hscan_iter(name, count=_SCAN_COUNT):
         found[_text(field_name)] = int(value)
     return found
+
+
+def _versions(body: Any) -> dict[str, int]:
+    """Validate a snapshot: a JSON object of non-empty keys to positive integer versions."""
+    if not isinstance(body, dict):
+        raise ValueError("the snapshot must be a JSON object of key -> version")
+    out: dict[str, int] = {}
+    for key, version in body.items():
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"version of {key!r} must be a positive integer")
+        out[check_key(key)] = version
+    return out
 
 
 def _text(raw: bytes | str) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -120,3 +123,49 @@ async def test_a_region_that_is_down_is_skipped(two: dict[str, RegionStore], ns:
     report = await reconciler(stores).run_once()
     assert report.skipped_regions == ["eu-west"]
     await dead.redis.aclose()
+
+
+@pytest.fixture
+def snapshot_server() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A real HTTP endpoint serving a system of record's key -> version snapshot."""
+    state: dict[str, Any] = {"body": b"{}"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body: bytes = state["body"]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/versions", state
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_source_of_truth_snapshot_is_the_authority(
+    two: dict[str, RegionStore], ns: str, snapshot_server: tuple[str, dict[str, Any]]
+) -> None:
+    url, state = snapshot_server
+    us, eu = two["us-east"], two["eu-west"]
+    await us.write(ns, "row:1", b"old", content_type="x", ttl=60, external_version=5)
+    await eu.fill(ns, "row:1", entry(5, b"old"))
+    await us.write(ns, "row:2", b"current", content_type="x", ttl=60, external_version=9)
+    state["body"] = json.dumps({"row:1": 7, "row:2": 9}).encode()  # row 1 changed, event lost
+    report = await reconciler(two, source_of_truth=url).run_once()
+    # row 1 from the snapshot in both regions; row 2, missing in eu-west, from the digests
+    assert report.repairs == {"us-east": 1, "eu-west": 2}
+    for store in (us, eu):
+        got = await store.read(ns, "row:1")
+        assert got.lookup is Lookup.SUPERSEDED and got.held_version == 7
+    assert (await us.read(ns, "row:2")).lookup is Lookup.HIT
+    state["body"] = b'["not", "a", "snapshot"]'
+    bad = await reconciler(two, source_of_truth=url).run_once()  # logged, nothing breaks
+    assert sum(bad.repairs.values()) == 0
