@@ -26,6 +26,8 @@ async def two(redis_server: RedisServer) -> AsyncIterator[dict[str, RegionStore]
         name: Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
         for name, db in (("us-east", 3), ("eu-west", 4))
     }
+    for client in clients.values():
+        await client.flushdb()  # these databases belong to this module: a pass sees only this test
     yield {name: RegionStore(c, tombstone_ttl=60) for name, c in clients.items()}
     for c in clients.values():
         await c.aclose()
