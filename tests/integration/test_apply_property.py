@@ -10,6 +10,7 @@ that state is the one the model below predicts from the stream alone.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -139,10 +140,19 @@ async def observe(store: RegionStore, ns: str) -> Observed:
 
 async def raw_entry(store: RegionStore, ns: str) -> dict[bytes, bytes]:
     """The entry hash without a tombstone's apply time (the only field that may differ)."""
-    fields: dict[bytes, bytes] = await store.redis.hgetall(keys.entry(ns, KEY))
+    raw = await store.redis.hgetall(keys.entry(ns, KEY))
+    fields = {bytes(k): bytes(v) for k, v in raw.items()}  # type: ignore[arg-type]
     if b"tomb" in fields:
         fields.pop(b"ts", None)
     return fields
+
+
+async def applied_index(store: RegionStore, ns: str) -> tuple[int, dict[bytes, bytes]]:
+    """The key's applied version in the never-evicted index, and the namespace's digests."""
+    leaf = hashlib.sha1(KEY.encode(), usedforsecurity=False).hexdigest()[:4]
+    version = await store.redis.hget(keys.index(ns, leaf), KEY)
+    digests = await store.redis.hgetall(keys.digest(ns))
+    return int(version or 0), {bytes(k): bytes(v) for k, v in digests.items()}  # type: ignore[arg-type]
 
 
 def predicted(events: Sequence[Event]) -> Observed:
@@ -210,6 +220,10 @@ async def test_any_interleaving_with_duplicates_ends_in_the_in_order_state(
     assert a == predicted(in_order)
     assert b == a
     assert await raw_entry(store, ns_b) == await raw_entry(store, ns_a)
+    # what the reconciler compares: the applied version and its digest
+    index_a, index_b = await applied_index(store, ns_a), await applied_index(store, ns_b)
+    assert index_a[0] == a.held_version
+    assert index_b == index_a
 
 
 # -- explicit examples -------------------------------------------------------------
