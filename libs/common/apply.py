@@ -50,8 +50,10 @@ async def _replica(store: RegionStore, event: Event, value: bytes) -> Entry:
     if event.gen is not None and event.tag_versions is not None:
         gen, tag_versions = event.gen, event.tag_versions
     else:
-        # a system of record sent a value without stamps: the region's current ones
-        gen, tag_versions = await store.stamps(event.ns, tags)
+        # a value without stamps (a system of record's) takes the lowest ones, so any
+        # invalidation of its namespace or tags voids it whatever the arrival order;
+        # taking this region's current stamps would depend on that order
+        gen, tag_versions = 0, tuple(0 for _ in tags)
     return Entry(
         value=value,
         content_type=event.content_type or "application/octet-stream",

@@ -190,7 +190,9 @@ def _from_dict(body: dict[str, Any]) -> Event:
         if op not in _OPS:
             raise InvalidEvent(f"op must be one of {_OPS}, got {op!r}")
         if body.get("value_b64") is not None:
-            value_b64 = _str(body, "value_b64", limit=None)
+            value_b64 = body["value_b64"]
+            if not isinstance(value_b64, str):  # empty is fine: an empty value
+                raise InvalidEvent("value_b64 must be a string")
             try:
                 base64.b64decode(value_b64, validate=True)
             except (binascii.Error, ValueError):

@@ -70,6 +70,10 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     linger_ms: Annotated[int, Field(ge=0)] = 0
     fetch_max_wait_ms: Annotated[int, Field(ge=1)] = 20
+    # a relay that dies is replaced after this; the embedded broker never sees the first
+    # member of a group leave (generation 0), so shorter also means faster restarts
+    session_timeout_ms: Annotated[int, Field(ge=1000)] = 6000
+    heartbeat_interval_ms: Annotated[int, Field(ge=100)] = 2000
 
 
 class EvictionSettings(BaseModel):

@@ -286,12 +286,6 @@ async def test_namespace_event_overtaking_the_set_still_voids_the_older_copy(
     assert (result.lookup, result.held_version) == (Lookup.INVALIDATED, 6)
 
 
-@pytest.mark.xfail(
-    reason="apply._replica stamps a value that carries no stamps (a system of record's) "
-    "with the region's stamps at apply time, so a namespace bump that overtakes it "
-    "no longer voids it: the result depends on arrival order",
-    strict=True,
-)
 async def test_unstamped_value_overtaken_by_a_namespace_bump_is_not_served(
     store: RegionStore,
 ) -> None:
@@ -310,11 +304,6 @@ async def test_unstamped_value_overtaken_by_a_namespace_bump_is_not_served(
     assert (await store.read(overtaken, KEY)).lookup is Lookup.INVALIDATED
 
 
-@pytest.mark.xfail(
-    reason="events.decode rejects value_b64 == '' (an empty value, which PUT accepts and "
-    "replicate namespaces publish): the event is dead-lettered and not applied at all",
-    strict=True,
-)
 async def test_empty_replicated_value_is_applied(store: RegionStore) -> None:
     ns = fresh_ns()
     await apply_event(store, key_event(ns, KEY, 3, "set", origin=ORIGIN, value=b"old", gen=0))
