@@ -11,12 +11,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from libs.common.debezium import DebeziumMapping
 from libs.common.errors import ConfigError
 from libs.common.naming import NAMESPACE_RE, check_region
-from libs.common.settings import parse_memory
+from libs.common.settings import MemorySize
 
 DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
 
@@ -47,14 +47,7 @@ class PlatformSection(_Strict):
 class RegionConfig(_Strict):
     url: str | None = None
     eviction: Literal["lru", "lfu"] | None = None
-    maxmemory: str | None = None
-
-    @field_validator("maxmemory")
-    @classmethod
-    def _size(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_memory(value)
-        return value
+    maxmemory: MemorySize | None = None
 
 
 class ReconcilerSection(_Strict):

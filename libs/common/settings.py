@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 _MEMORY_RE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb|k|m|g)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -31,6 +31,15 @@ def parse_memory(text: str) -> int:
     if not match:
         raise ValueError(f"{text!r} is not a memory size like 64mb or 1gb")
     return int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+
+
+def _memory_size(value: str) -> str:
+    parse_memory(value)
+    return value
+
+
+# a Redis memory size such as "512mb", checked when settings or config load
+MemorySize = Annotated[str, AfterValidator(_memory_size)]
 
 
 class RedisSettings(BaseModel):
@@ -82,11 +91,4 @@ class EvictionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: Literal["lru", "lfu"] | None = None
-    maxmemory: str | None = None
-
-    @field_validator("maxmemory")
-    @classmethod
-    def _size(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_memory(value)
-        return value
+    maxmemory: MemorySize | None = None

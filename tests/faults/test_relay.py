@@ -26,6 +26,7 @@ from libs.common import keys
 from libs.common.events import Event, encode, key_event
 from libs.common.settings import KafkaSettings
 from libs.common.store import Lookup, RegionStore
+from tests.support.kafka import read_topic
 from tests.support.platform import Broker, RedisServer, eventually_async, start_redis
 from tests.support.relay import (
     RelayProcess,
@@ -33,7 +34,6 @@ from tests.support.relay import (
     own_topics,
     publish,
     publish_events,
-    read_topic,
     running_relay,
     start_relay,
 )

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from libs.common import events
 from libs.common.events import Event
@@ -193,28 +192,3 @@ async def publish(
 
 async def publish_events(kafka: KafkaSettings, stream: Sequence[Event]) -> int:
     return await publish(kafka, ((e.kafka_key, events.encode(e)) for e in stream))
-
-
-async def read_topic(
-    bootstrap: str, topic: str, *, want: int, timeout: float = 20.0
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` from the start until ``want`` arrived (or the deadline)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-    )
-    await consumer.start()
-    found: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(found) < want and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                found.extend(records)
-    finally:
-        await consumer.stop()
-    return found
