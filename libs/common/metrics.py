@@ -26,7 +26,29 @@ _LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
-_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_LAG_BUCKETS = (
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.035,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.35,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 
 class Metrics:
@@ -122,6 +144,29 @@ class Metrics:
             "mrcache_publish_failures",
             "Direct publishes that failed over to the outbox.",
             ["region"],
+            registry=r,
+        )
+        # the consistency meter (services/meter): reads each sampled write in every
+        # region T seconds after it; delay is a label such as "1s"
+        self.meter_checks = Counter(
+            "mrcache_meter_checks",
+            "Meter reads of a sampled write, by region, delay and result (fresh|stale|error).",
+            ["region", "delay", "result"],
+            registry=r,
+        )
+        self.meter_freshness = Gauge(
+            "mrcache_meter_freshness_ratio",
+            "Fraction of fresh reads among fresh and stale over the meter's rolling window.",
+            ["region", "delay"],
+            registry=r,
+        )
+        self.meter_sampled = Counter(
+            "mrcache_meter_sampled_events", "Key events the meter sampled.", registry=r
+        )
+        self.meter_skipped = Counter(
+            "mrcache_meter_checks_skipped",
+            "Checks not run, by reason: late (started after their time) or overflow.",
+            ["delay", "reason"],
             registry=r,
         )
 

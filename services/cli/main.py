@@ -1,20 +1,28 @@
 """``mrcache``: start, inspect and stop a local multi-region platform.
 
-``mrcache up`` runs in the foreground; ``mrcache status`` and ``mrcache down``
-find it through ``<state-dir>/cluster.json``. Exit codes: 0 success, 1 failure
+``mrcache up`` runs in the foreground; ``mrcache status``, ``mrcache check`` and
+``mrcache down`` find it through ``<state-dir>/cluster.json``. Exit codes: 0 success, 1 failure
 (nothing running, a process failed, a port in use), 2 bad arguments or config.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from libs.common.errors import ConfigError
+from libs.common.settings import KafkaSettings
 from services.cli import down, status, up
 from services.cli.errors import CliError
+from services.cli.state import read_state
+from services.cli.table import render
+from services.meter.meter import TABLE_HEADERS, Meter, format_delay, measure
 
 DEFAULT_STATE_DIR = Path(".mrcache")
 
@@ -33,6 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "down":
             return down.run(state_dir=args.state_dir, timeout=args.timeout)
+        if args.command == "check":
+            return check(
+                state_dir=args.state_dir,
+                duration=args.duration,
+                delays=args.delays,
+                sample_rate=args.sample_rate,
+            )
         return status.run(state_dir=args.state_dir)
     except ConfigError as exc:
         print(f"mrcache {args.command}: {exc.message}", file=sys.stderr)
@@ -73,6 +88,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", help="show each region's health and each process")
 
+    check_cmd = commands.add_parser(
+        "check",
+        help="measure how fresh each region reads after a write (run load meanwhile)",
+        description="Samples the writes published while it runs, reads each one in every "
+        "region DELAY seconds after it was written, and prints per region and delay the "
+        "fraction of reads that were fresh (not an older version), as a percentage and as "
+        "nines. Only writes made during the --duration window are measured: run your load "
+        "against the platform meanwhile (with no writes, it says so). Set MRCACHE_API_KEY "
+        "when the regions require API keys.",
+    )
+    check_cmd.add_argument(
+        "--duration",
+        type=_seconds,
+        default=30.0,
+        help="seconds during which writes are sampled (default 30); the command then waits "
+        "for the largest delay so the last checks finish",
+    )
+    check_cmd.add_argument(
+        "--delays",
+        type=_delays,
+        default=(1.0, 5.0),
+        help="comma-separated seconds after each write at which every region is read (default 1,5)",
+    )
+    check_cmd.add_argument(
+        "--sample-rate",
+        type=_rate,
+        default=0.1,
+        help="fraction of writes checked, chosen by a hash of the event id (default 0.1)",
+    )
+
     for command in commands.choices.values():
         command.add_argument(
             "--state-dir",
@@ -81,6 +126,55 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"where cluster.json, logs and Redis data live (default {DEFAULT_STATE_DIR})",
         )
     return parser
+
+
+def check(*, state_dir: Path, duration: float, delays: Sequence[float], sample_rate: float) -> int:
+    """``mrcache check``: meter the running platform for ``duration`` seconds, print the table."""
+    state = read_state(state_dir)
+    key = os.environ.get("MRCACHE_API_KEY")
+    meter = Meter(
+        KafkaSettings(bootstrap=state.kafka),
+        {name: endpoints.url for name, endpoints in state.regions.items()},
+        sample_rate=sample_rate,
+        delays=delays,
+        headers={"Authorization": f"Bearer {key}"} if key else None,
+    )
+    waits = ", ".join(format_delay(d) for d in meter.delays)
+
+    def started() -> None:
+        print(
+            f"mrcache check: measuring writes for {duration:g} s "
+            f"(sample rate {sample_rate:g}, reads after {waits})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        report = asyncio.run(measure(meter, duration=duration, on_ready=started))
+    except TimeoutError:
+        raise CliError(f"could not follow the event topic on {state.kafka} in time") from None
+    except (KafkaError, OSError) as exc:  # the broker is unreachable
+        raise CliError(f"cannot reach Kafka at {state.kafka}: {exc!r}") from None
+    if not report.sampled_events:
+        print(
+            f"no writes sampled during the {duration:g} s window (sample rate {sample_rate:g}): "
+            "run load against the platform while `mrcache check` runs"
+        )
+        return 0
+    print(render(TABLE_HEADERS, report.table_rows()))
+    print(
+        f"\n{report.sampled_events} writes sampled in {duration:g} s (sample rate "
+        f"{sample_rate:g}), each read in every region after {waits}; fresh = not an older "
+        "version (a 404 counts as fresh); errors are not in the fraction"
+    )
+    if report.late:
+        print(
+            f"{report.late} checks skipped: they could not start within "
+            f"{meter.max_lateness:g} s of their time"
+        )
+    if report.pending:
+        print(f"{report.pending} checks did not finish in time and are not counted")
+    return 0
 
 
 def _port(text: str) -> int:
@@ -101,6 +195,26 @@ def _seconds(text: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"{text} must be more than 0")
     return seconds
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seconds like 1,5") from None
+    if not all(d > 0 for d in delays):
+        raise argparse.ArgumentTypeError(f"{text}: every delay must be more than 0")
+    return delays
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < rate <= 1:
+        raise argparse.ArgumentTypeError(f"{text} must be in (0, 1]")
+    return rate
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ class Plan:
     # health and metrics port of each region's relay
     relay_ports: Mapping[str, int]
     reconciler_port: int
+    # health, metrics and report port of the consistency meter
+    meter_port: int
 
     def port(self, region: str) -> int:
         return self.base_port + self.regions.index(region)
@@ -88,7 +90,9 @@ def make_plan(config: PlatformConfig, *, base_port: int, state_dir: Path) -> Pla
             f"port {', '.join(map(str, busy))} on {HOST} is in use; "
             f"region ports are {service_ports[0]}..{service_ports[-1]}: choose another --base-port"
         )
-    kafka_port, reconciler_port, *others = _pick_ports(2 + 2 * len(regions), avoid=service_ports)
+    kafka_port, reconciler_port, meter_port, *others = _pick_ports(
+        3 + 2 * len(regions), avoid=service_ports
+    )
     redis_ports, relay_ports = others[: len(regions)], others[len(regions) :]
     return Plan(
         regions=regions,
@@ -99,6 +103,7 @@ def make_plan(config: PlatformConfig, *, base_port: int, state_dir: Path) -> Pla
         redis_ports=dict(zip(regions, redis_ports, strict=True)),
         relay_ports=dict(zip(regions, relay_ports, strict=True)),
         reconciler_port=reconciler_port,
+        meter_port=meter_port,
     )
 
 

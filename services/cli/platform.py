@@ -104,6 +104,21 @@ def reconciler_ready(plan: Plan, _: str) -> bool:
     return _http_ok(f"http://{HOST}:{plan.reconciler_port}/readyz")
 
 
+def meter_env(plan: Plan, _: str) -> dict[str, str]:
+    first = plan.regions[0]
+    return {
+        **service_env(plan, first),
+        "MRCACHE_HOST": HOST,
+        "MRCACHE_PORT": str(plan.meter_port),
+        "MRCACHE_REGION_URLS": json.dumps({r: plan.url(r) for r in plan.regions}),
+    }
+
+
+def meter_ready(plan: Plan, _: str) -> bool:
+    """Ready once it follows the end of the topic: writes after `up` are measured."""
+    return _http_ok(f"http://{HOST}:{plan.meter_port}/readyz")
+
+
 SERVICE_ROLES: tuple[ServiceRole, ...] = (
     ServiceRole(
         "regional_cache", "services.regional_cache", regional_cache_env, regional_cache_ready
@@ -112,6 +127,7 @@ SERVICE_ROLES: tuple[ServiceRole, ...] = (
     ServiceRole(
         "reconciler", "services.reconciler", reconciler_env, reconciler_ready, per_region=False
     ),
+    ServiceRole("meter", "services.meter", meter_env, meter_ready, per_region=False),
 )
 
 
