@@ -143,6 +143,14 @@ class OriginUnavailable(UnavailableError):
     http_status = 502
 
 
+class NotCached(UnavailableError):
+    """``Cache-Control: only-if-cached`` and this region holds no valid copy."""
+
+    code = "not_cached"
+    http_status = 504
+    retriable = False
+
+
 class ConfigError(MrcacheError):
     """Settings or the platform config file are invalid; raised at startup."""
 

@@ -12,9 +12,10 @@ in every region with a plain ``GET``, as a client would. A region is
 * *error* on anything else (5xx, timeouts, refused connections): counted on its
   own, never in the fraction.
 
-The read is an ordinary one: no ``min_version`` (that would force a fresh
-answer) and no conditional headers. A region that misses the key fills it from
-the key's home region, as for any client; that copy is current when installed.
+The read carries ``Cache-Control: only-if-cached``: a region answers from what it
+holds, or 504 when it holds no valid copy, and never fills from the home region
+for the meter, so measuring does not change what is measured. No
+``min_version`` (that would force a fresh answer) and no conditional headers.
 
 A check that cannot start within ``max_lateness`` seconds of its time (the
 meter consumed the event late, or too many checks were due at once) is skipped
@@ -71,6 +72,9 @@ def sampled(event_id: str, rate: float) -> bool:
     return int.from_bytes(digest, "big") < rate * 2**64
 
 
+_ONLY_IF_CACHED = {"Cache-Control": "only-if-cached"}
+
+
 def classify(status: int | None, etag: str | None, version: int) -> Result:
     """One region's answer to a read of a key whose event carries ``version``.
 
@@ -84,7 +88,9 @@ def classify(status: int | None, etag: str | None, version: int) -> Result:
         except InvalidVersion:
             return "error"
         return "fresh" if held >= version else "stale"
-    if status == 404:  # deleted, expired or not cached at all: never an older version
+    # 404: deleted, expired or absent; 504: not cached here (only-if-cached) — neither
+    # serves an older version
+    if status in (404, 504):
         return "fresh"
     return "error"
 
@@ -102,7 +108,7 @@ def nines(fresh: int, stale: int) -> float | None:
         return None
     if not stale:
         return math.inf
-    return -math.log10(stale / counted)
+    return max(0.0, -math.log10(stale / counted))  # never -0.0
 
 
 def nines_resolution(fresh: int, stale: int) -> float:
@@ -319,6 +325,7 @@ class Meter:
         max_pending: int = 100_000,
         headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not region_urls:
             raise ValueError("the meter needs the URL of at least one region")
@@ -337,6 +344,7 @@ class Meter:
         self.max_pending = max_pending
         self.headers = dict(headers or {})
         self.clock = clock
+        self.transport = transport
         # events published after this (epoch ms) are not sampled; None: no end
         self.until_ms: int | None = None
         self.tallies = {(r, d): Tally() for r in self.urls for d in self.delays}
@@ -373,21 +381,31 @@ class Meter:
         """Checks waiting for their time or running."""
         return len(self._due) + len(self._checks)
 
-    async def start(self) -> None:
+    async def start(self, *, follow: bool = True) -> None:
+        """Start checking; with ``follow`` (the default) also follow the event topic.
+
+        Without it the caller feeds events through :meth:`offer`.
+        """
         connections = self.concurrency * len(self.urls)
         self._http = httpx.AsyncClient(
             timeout=self.timeout,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             headers=self.headers,
             trust_env=False,
+            transport=self.transport,
         )
-        # no consumer group: every meter sees every partition, from the end (seek below)
-        self._consumer = make_consumer(self.kafka, self.kafka.topic, group_id=None)
-        await self._consumer.start()
-        self._tasks = [
-            asyncio.create_task(self._consume(self._consumer), name="meter-consume"),
-            asyncio.create_task(self._dispatch(), name="meter-dispatch"),
-        ]
+        self._tasks = [asyncio.create_task(self._dispatch(), name="meter-dispatch")]
+        if follow:
+            # no consumer group: every meter sees every partition, from the end (seek below)
+            self._consumer = make_consumer(self.kafka, self.kafka.topic, group_id=None)
+            try:
+                await self._consumer.start()
+            except BaseException:
+                await self.stop()  # leave nothing running behind a failed start
+                raise
+            self._tasks.append(
+                asyncio.create_task(self._consume(self._consumer), name="meter-consume")
+            )
 
     async def wait_ready(self, timeout: float) -> None:
         """Until :attr:`ready`; ``TimeoutError`` after ``timeout`` seconds."""
@@ -497,10 +515,14 @@ class Meter:
         except InvalidEvent:
             self.invalid_events += 1
             return
+        self.offer(event)
+
+    def offer(self, event: Event) -> bool:
+        """Schedule the checks of a key event if it is sampled; whether it was."""
         if event.type != "key" or not sampled(event.id, self.sample_rate):
-            return
+            return False
         if self.until_ms is not None and event.ts_ms > self.until_ms:
-            return
+            return False
         self.sampled_events += 1
         self.metrics.meter_sampled.inc()
         for delay in self.delays:
@@ -512,6 +534,7 @@ class Meter:
                 self._due, _Due(event.ts_ms / 1000 + delay, next(self._seq), delay, event)
             )
         self._wake.set()
+        return True
 
     # -- checking --------------------------------------------------------------------------
 
@@ -565,10 +588,10 @@ class Meter:
                 self.metrics.meter_freshness.labels(region, label).set(ratio)
 
     async def _read(self, url: str) -> tuple[int | None, str | None, str | None]:
-        """Status, ETag and X-Cache of a plain GET; status None when no answer came."""
+        """Status, ETag and X-Cache of a cache-only GET; status None when no answer came."""
         assert self._http is not None
         try:
-            response = await self._http.get(url)
+            response = await self._http.get(url, headers=_ONLY_IF_CACHED)
         except httpx.HTTPError:
             return None, None, None
         return response.status_code, response.headers.get("etag"), response.headers.get("x-cache")

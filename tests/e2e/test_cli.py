@@ -81,6 +81,7 @@ def test_up_serves_every_region_until_down(mrcache_up: Callable[..., Up], tmp_pa
         "invalidation_relay:us-east",
         "invalidation_relay:eu-west",
         "reconciler:local",
+        "meter:local",
         "regional_cache:us-east",
         "regional_cache:eu-west",
     }

@@ -390,3 +390,15 @@ def test_values_round_trip_exactly_across_regions(regions: Regions, key: str) ->
     assert got.content == blob
     assert got.headers["content-type"] == "image/png"
     assert base64.b64encode(got.content) == base64.b64encode(blob)
+
+
+def test_only_if_cached_never_fills(regions: Regions, key: str) -> None:
+    regions.put("us-east", "default", key, b"v")
+    cached_only = {"Cache-Control": "only-if-cached"}
+    miss = regions.get("eu-west", "default", key, headers=cached_only)
+    assert miss.status_code == 504
+    assert miss.json()["error"]["code"] == "not_cached"
+    assert regions.get("eu-west", "default", key, headers=cached_only).status_code == 504
+    assert regions.get("eu-west", "default", key).headers["x-cache"] == "MISS"  # fills
+    hit = regions.get("eu-west", "default", key, headers=cached_only)
+    assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"

@@ -16,6 +16,7 @@ from libs.common import events
 from libs.common.errors import (
     InvalidContentType,
     InvalidRequest,
+    NotCached,
     NotFound,
     PreconditionFailed,
     ValueTooLarge,
@@ -202,6 +203,13 @@ _GET_PARAMETERS: dict[str, Any] = {
         },
         {"name": "x-min-version", "in": "header", "required": False, "schema": {"type": "string"}},
         {"name": "if-none-match", "in": "header", "required": False, "schema": {"type": "string"}},
+        {
+            "name": "cache-control",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "only-if-cached: never fill; 504 not_cached on a miss",
+        },
     ]
 }
 
@@ -216,6 +224,7 @@ _GET_PARAMETERS: dict[str, Any] = {
         400: _ERROR,
         404: _ERROR,
         503: _ERROR,
+        504: _ERROR,
     },
 )
 async def get_key(request: Request) -> Response:
@@ -240,6 +249,9 @@ async def get_key(request: Request) -> Response:
     cache = "HIT"
     if result.lookup is not Lookup.HIT or entry is None or entry.version < floor:
         rt.misses.inc()
+        if "only-if-cached" in headers_in.get("cache-control", ""):
+            # RFC 9111: answer from this region's copy only; never fill
+            raise NotCached("no valid copy is cached in this region")
         entry = await _miss(rt, ns, key, result, floor)
         cache = "MISS"
     else:
