@@ -11,11 +11,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from libs.common.debezium import DebeziumMapping
 from libs.common.errors import ConfigError
 from libs.common.naming import NAMESPACE_RE, check_region
+from libs.common.origin import check_template
 from libs.common.settings import MemorySize
 
 DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
@@ -35,9 +36,17 @@ class NamespaceConfig(_Strict):
     origin: str | None = None
     negative_ttl: Annotated[float, Field(ge=0)] = 5.0
     stale_while_revalidate: Annotated[float, Field(ge=0)] = 0.0
+    # probabilistic early refresh (XFetch): 0 = off; about 1 refreshes hot keys shortly
+    # before they expire, larger values earlier
+    xfetch_beta: Annotated[float, Field(ge=0)] = 0.0
     # system-of-record namespaces: an HTTP endpoint returning {"key": version, ...}
     # that the reconciler treats as the authority
     source_of_truth: str | None = None
+
+    @field_validator("origin")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value)
 
 
 class PlatformSection(_Strict):

@@ -10,6 +10,8 @@ plain commands next to the entry, never inside a cross-slot script.
 key                             type   holds
 ==============================  =====  =============================================
 ``mrc:e:{<ns>/<key>}``          hash   one entry: value or tombstone (fields below)
+``mrc:l:{<ns>/<key>}``          str    lease token of the one origin fill in flight
+                                       (revoked by every change of the entry)
 ``mrc:n:{<ns>}``                hash   ``gen`` (namespace generation), ``t:<tag>``
                                        (tag versions); absent = never invalidated
 ``mrc:ix:{<ns>}:<leaf>``        hash   applied version of every key of the leaf (never
@@ -22,7 +24,8 @@ key                             type   holds
 Entry hash fields: ``v`` value bytes, ``ct`` content type, ``ver`` version,
 ``ts`` write time (epoch ms), ``exp`` soft expiry (epoch ms), ``gen`` namespace
 generation at write, ``tg`` tags joined by ``,``, ``tv`` the tags' versions at
-write joined by ``,``, ``tomb`` ``1`` for a tombstone (no value, version kept).
+write joined by ``,``, ``tomb``: ``1`` deleted, ``m`` superseded (a newer version
+exists elsewhere), ``n`` negative (the origin answered 404), none for a value.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ TAG_FIELD_PREFIX = "t:"
 
 def entry(ns: str, key: str) -> bytes:
     return f"{PREFIX}:e:{{{ns}/{key}}}".encode()
+
+
+def lease(ns: str, key: str) -> bytes:
+    return f"{PREFIX}:l:{{{ns}/{key}}}".encode()
 
 
 def namespace_meta(ns: str) -> bytes:

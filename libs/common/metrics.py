@@ -169,6 +169,19 @@ class Metrics:
             ["delay", "reason"],
             registry=r,
         )
+        # origin circuit breakers (libs/common/breaker.py), one per scheme://host:port
+        self.origin_breaker_state = Gauge(
+            "mrcache_origin_breaker_state",
+            "Origin circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["origin"],
+            registry=r,
+        )
+        self.origin_breaker_transitions = Counter(
+            "mrcache_origin_breaker_transitions",
+            "Origin circuit breaker transitions, by the state entered.",
+            ["origin", "to"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

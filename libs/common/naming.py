@@ -8,6 +8,7 @@ and config loading share one definition of what is valid.
 from __future__ import annotations
 
 import math
+import random
 import re
 
 from libs.common.errors import ConfigError, InvalidKey, InvalidNamespace, InvalidTag, InvalidTtl
@@ -84,6 +85,14 @@ def parse_ttl(raw: str | float | None, *, default: float, max_ttl: float) -> flo
     if not math.isfinite(ttl) or ttl <= 0 or ttl > max_ttl:
         raise InvalidTtl(f"ttl must be > 0 and <= {max_ttl:g} seconds, got {_shown(str(raw))}")
     return ttl
+
+
+def jittered_ttl(ttl: float, jitter: float, max_ttl: float) -> float:
+    """A stored TTL drawn from ``ttl * [1 - jitter, 1 + jitter]``, capped at ``max_ttl``,
+    so entries written together do not expire together."""
+    if jitter:
+        ttl *= random.uniform(1 - jitter, 1 + jitter)
+    return min(max(ttl, 0.001), max_ttl)
 
 
 def _shown(text: str, limit: int = 80) -> str:

@@ -27,16 +27,13 @@ from libs.common import events, keys
 from libs.common.errors import InvalidEvent, StoreUnavailable
 from libs.common.kafka import make_producer
 from libs.common.metrics import Metrics
+from libs.common.scripts import RELEASE
 from libs.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 _DRAIN_BATCH = 200
 _LOCK_MS = 10_000
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class EventPublisher:
@@ -64,7 +61,7 @@ class EventPublisher:
         self._outbox_active = False
         self._wake = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
-        self._release = redis.register_script(_RELEASE_LOCK)
+        self._release = redis.register_script(RELEASE)
 
     async def start(self) -> None:
         # Kafka may be down at startup: the outbox covers it and the drainer retries.

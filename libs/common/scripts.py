@@ -12,6 +12,12 @@ from importlib.resources import files
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+# delete a lock or lease only when it still holds our token
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def _source(name: str) -> str:
     return (files("libs.common") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
@@ -31,3 +37,5 @@ class Scripts:
         self.bump: AsyncScript = redis.register_script(_source("bump"))
         self.stamp: AsyncScript = redis.register_script(_source("stamp"))
         self.fill: AsyncScript = redis.register_script(_recording("fill"))
+        self.origin_fill: AsyncScript = redis.register_script(_recording("origin_fill"))
+        self.release: AsyncScript = redis.register_script(RELEASE)

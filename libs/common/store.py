@@ -30,6 +30,7 @@ class Lookup(Enum):
     ABSENT = "absent"  # nothing held at all
     TOMBSTONE = "tombstone"  # deleted, version kept
     SUPERSEDED = "superseded"  # a newer version exists elsewhere; no copy here
+    NEGATIVE = "negative"  # the origin answered 404 recently
     INVALIDATED = "invalidated"  # older namespace generation or tag version
     EXPIRED = "expired"  # past its soft TTL, still held for stale serving
 
@@ -65,6 +66,7 @@ class WriteResult:
 
 
 _ABSENT = ReadResult(Lookup.ABSENT, 0)
+_TOMBSTONES = {b"m": Lookup.SUPERSEDED, b"n": Lookup.NEGATIVE}
 
 
 class RegionStore:
@@ -163,7 +165,7 @@ class RegionStore:
             stamps = await self.scripts.stamp(keys=[keys.namespace_meta(ns)], args=list(tags))
             gen, tag_versions = stamps[0], stamps[1:]
             reply = await self.scripts.set(
-                keys=[keys.entry(ns, key), keys.digest(ns)],
+                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
                 args=[
                     value,
                     content_type,
@@ -206,7 +208,7 @@ class RegionStore:
         """
         try:
             reply = await self.scripts.tombstone(
-                keys=[keys.entry(ns, key), keys.digest(ns)],
+                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
                 args=[
                     self.tombstone_ms,
                     "" if version is None else version,
@@ -234,7 +236,7 @@ class RegionStore:
         """
         try:
             reply = await self.scripts.fill(
-                keys=[keys.entry(ns, key), keys.digest(ns)],
+                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
                 args=[
                     entry.value,
                     entry.content_type,
@@ -252,6 +254,60 @@ class RegionStore:
         except RedisError as exc:
             raise _unavailable(exc) from None
         return reply[0] == 1, int(reply[1])
+
+    async def acquire_lease(self, ns: str, key: str, token: str, ttl: float) -> bool:
+        """Take the entry's lease: the one origin fill of the key in this region."""
+        try:
+            taken = await self.redis.set(
+                keys.lease(ns, key), token, nx=True, px=max(1, int(ttl * 1000))
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        return bool(taken)
+
+    async def release_lease(self, ns: str, key: str, token: str) -> None:
+        try:
+            await self.scripts.release(keys=[keys.lease(ns, key)], args=[token])
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+
+    async def origin_fill(
+        self,
+        ns: str,
+        key: str,
+        token: str,
+        *,
+        value: bytes | None,
+        content_type: str,
+        version: int | None,
+        ttl: float,
+        generation: int,
+        keep_after_expiry: float = 0.0,
+    ) -> WriteResult | None:
+        """Install an origin's answer (``value=None`` for a 404: a negative entry of
+        ``ttl``) if this fill still holds the lease; ``None`` when it was revoked or
+        something newer is held."""
+        try:
+            reply = await self.scripts.origin_fill(
+                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
+                args=[
+                    token,
+                    value or b"",
+                    content_type,
+                    "" if version is None else version,
+                    max(1, int(ttl * 1000)),
+                    int(keep_after_expiry * 1000),
+                    generation,
+                    key,
+                    keys.index_prefix(ns),
+                    "1" if value is None else "",
+                ],
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from None
+        if reply[0] != 1:
+            return None
+        return WriteResult(int(reply[1]), int(reply[2]), int(reply[3]), generation)
 
     async def stamps(self, ns: str, tags: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
         """This region's current namespace generation and tag versions."""
@@ -324,7 +380,7 @@ def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
         return _ABSENT
     held = int(ver)
     if tomb is not None:
-        return ReadResult(Lookup.SUPERSEDED if tomb == b"m" else Lookup.TOMBSTONE, held)
+        return ReadResult(_TOMBSTONES.get(tomb, Lookup.TOMBSTONE), held)
     if value is None or written is None or expires is None or egen is None:
         return ReadResult(Lookup.ABSENT, held)  # a partial hash: evicted mid-way, never served
     # no generation: the namespace was never invalidated here (meta is never evicted,

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from libs.common.breaker import BreakerSettings
 from libs.common.config import NamespaceConfig, PlatformConfig
 from libs.common.homes import home_region
 from libs.common.metrics import Metrics
+from libs.common.naming import jittered_ttl
+from libs.common.origin import OriginClient
 from libs.common.publisher import EventPublisher
 from libs.common.service import make_redis
 from libs.common.store import RegionStore
-from services.regional_cache.fill import RemoteFiller
+from services.regional_cache.fill import Filler
 from services.regional_cache.regions import RegionClient
 from services.regional_cache.settings import RegionalCacheSettings
 
@@ -30,7 +32,8 @@ class Runtime:
     publisher: EventPublisher
     metrics: Metrics
     regions: RegionClient
-    filler: RemoteFiller
+    filler: Filler
+    origins: OriginClient
     eviction_policy: str | None = None
     maxmemory: int | None = None
     _ns_cache: dict[str, NamespaceConfig] = field(default_factory=dict)
@@ -43,6 +46,7 @@ class Runtime:
         # labelled children looked up once: labels() on every read shows in profiles
         self.hits = self.metrics.cache_results.labels(self.region, "hit")
         self.misses = self.metrics.cache_results.labels(self.region, "miss")
+        self.stales = self.metrics.cache_results.labels(self.region, "stale")
 
     @classmethod
     def build(cls, settings: RegionalCacheSettings) -> Runtime:
@@ -54,13 +58,34 @@ class Runtime:
         regions = RegionClient(
             settings.region, settings.urls(platform), timeout=settings.forward_timeout
         )
+        origins = OriginClient(
+            metrics,
+            timeout=settings.origin_timeout,
+            max_concurrency=settings.origin_max_concurrency,
+            retries=settings.origin_retries,
+            max_value_bytes=settings.max_value_bytes,
+            breaker=BreakerSettings(
+                failure_rate=settings.origin_breaker_failure_rate,
+                min_requests=settings.origin_breaker_min_requests,
+                open_seconds=settings.origin_breaker_open_seconds,
+            ),
+        )
         return cls(
             settings=settings,
             platform=platform,
             redis=redis,
             store=store,
             regions=regions,
-            filler=RemoteFiller(store, regions, drill_delay=settings.drill_fill_delay),
+            filler=Filler(
+                settings.region,
+                store,
+                regions,
+                origins,
+                lease_ttl=origins.max_fetch_seconds + 1.0,
+                max_ttl=settings.max_ttl,
+                drill_delay=settings.drill_fill_delay,
+            ),
+            origins=origins,
             publisher=EventPublisher(
                 settings.kafka, redis, region=settings.region, metrics=metrics
             ),
@@ -75,10 +100,13 @@ class Runtime:
         except Exception as exc:  # Redis down at startup: /readyz reports it
             log.warning("could not apply eviction settings yet: %r", exc)
         await self.regions.start()
+        await self.origins.start()
         await self.publisher.start()
 
     async def stop(self) -> None:
         await self.publisher.stop()
+        await self.filler.stop()
+        await self.origins.stop()
         await self.regions.stop()
         await self.redis.aclose()
 
@@ -97,6 +125,4 @@ class Runtime:
         """The TTL stored: requested or default, spread by the namespace's jitter."""
         cfg = self.namespace(ns)
         ttl = cfg.default_ttl if requested is None else requested
-        if cfg.ttl_jitter:
-            ttl *= random.uniform(1 - cfg.ttl_jitter, 1 + cfg.ttl_jitter)
-        return min(ttl, self.settings.max_ttl)
+        return jittered_ttl(ttl, cfg.ttl_jitter, self.settings.max_ttl)

@@ -21,6 +21,15 @@ class RegionalCacheSettings(ServiceSettings):
     max_ttl: Annotated[float, Field(gt=0)] = 30 * 24 * 3600.0
     # seconds a forwarded write or a remote fill may take before 503 home_unavailable
     forward_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # origins (read-through sources of namespaces that name one)
+    origin_timeout: Annotated[float, Field(gt=0)] = 2.0
+    origin_retries: Annotated[int, Field(ge=0, le=5)] = 2
+    origin_max_concurrency: Annotated[int, Field(ge=1)] = 64
+    # the per-origin circuit breaker opens at this failure rate over 10 s (with at least
+    # min_requests) and probes again after open_seconds
+    origin_breaker_failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    origin_breaker_min_requests: Annotated[int, Field(ge=1)] = 10
+    origin_breaker_open_seconds: Annotated[float, Field(gt=0)] = 5.0
     # fault drill: seconds a remote fill waits between fetching and installing (tests use it
     # to force the stale-set race)
     drill_fill_delay: Annotated[float, Field(ge=0)] = 0.0

@@ -1,9 +1,9 @@
 -- Install a copy made elsewhere (a remote fill from the home region, or a
 -- replicated value carried by an event) only if nothing newer is known here.
 -- An equal version installs only where this region holds no copy of it: a
--- 'superseded' marker of that version, or nothing (evicted or expired).
+-- 'superseded' marker or negative entry of that version, or nothing (evicted or expired).
 -- This comparison is what closes the stale-set race of architecture.md.
--- KEYS[1] entry hash   KEYS[2] namespace digest hash
+-- KEYS[1] entry hash   KEYS[2] namespace digest hash   KEYS[3] the entry's lease
 -- ARGV[1] value  ARGV[2] content type  ARGV[3] version  ARGV[4] written ms
 -- ARGV[5] expires ms (absolute)  ARGV[6] ms to keep past expiry
 -- ARGV[7] generation  ARGV[8] tags  ARGV[9] tag versions
@@ -13,7 +13,9 @@ local held = redis.call('HMGET', KEYS[1], 'ver', 'tomb')
 local cur = math.max(tonumber(held[1]) or 0, applied_version(ARGV[11], ARGV[10]))
 local ver = tonumber(ARGV[3])
 if ver < cur then return {0, cur} end
-if ver == cur and tonumber(held[1]) == ver and held[2] ~= 'm' then return {0, cur} end
+if ver == cur and tonumber(held[1]) == ver and held[2] ~= 'm' and held[2] ~= 'n' then
+  return {0, cur}
+end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local exp = tonumber(ARGV[5])
@@ -23,4 +25,6 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ct', ARGV[2], 'ver', ARGV[3], 'ts', A
   'exp', ARGV[5], 'gen', ARGV[7], 'tg', ARGV[8], 'tv', ARGV[9])
 redis.call('PEXPIREAT', KEYS[1], exp + tonumber(ARGV[6]))
 record_applied(ARGV[11], KEYS[2], ARGV[10], ver)
+-- any change of the entry revokes an origin fill in flight (its install will be refused)
+redis.call('DEL', KEYS[3])
 return {1, ver}

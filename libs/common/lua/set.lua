@@ -1,5 +1,5 @@
 -- Versioned set of one entry (home region write).
--- KEYS[1] entry hash   KEYS[2] namespace digest hash
+-- KEYS[1] entry hash   KEYS[2] namespace digest hash   KEYS[3] the entry's lease
 -- ARGV[1] value          ARGV[2] content type     ARGV[3] ttl in ms
 -- ARGV[4] ms to keep the hash past its soft expiry (stale window)
 -- ARGV[5] namespace generation at write   ARGV[6] tags "a,b"   ARGV[7] tag versions "3,9"
@@ -30,4 +30,6 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ct', ARGV[2], 'ver', string.format('%
   'gen', ARGV[5], 'tg', ARGV[6], 'tv', ARGV[7])
 redis.call('PEXPIREAT', KEYS[1], exp + tonumber(ARGV[4]))
 record_applied(ARGV[11], KEYS[2], ARGV[10], ver)
+-- any change of the entry revokes an origin fill in flight (its install will be refused)
+redis.call('DEL', KEYS[3])
 return {1, ver, now_ms, exp}

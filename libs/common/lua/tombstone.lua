@@ -2,7 +2,7 @@
 --   '1' deleted: a delete at home, or a delete event;
 --   'm' superseded: an event said a newer version exists, this region holds no copy of it.
 -- An older fill can never install over either, because every install compares versions.
--- KEYS[1] entry hash   KEYS[2] namespace digest hash
+-- KEYS[1] entry hash   KEYS[2] namespace digest hash   KEYS[3] the entry's lease
 -- ARGV[1] tombstone lifetime in ms   ARGV[2] version, '' to assign one   ARGV[3] kind
 -- ARGV[4] the key   ARGV[5] the namespace's index prefix
 -- Returns {1, version} or {0, current} when the held version is not older.
@@ -22,4 +22,6 @@ redis.call('HSET', KEYS[1], 'ver', string.format('%d', ver), 'tomb', ARGV[3],
   'ts', string.format('%d', math.floor(now / 1000)))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
 record_applied(ARGV[5], KEYS[2], ARGV[4], ver)
+-- any change of the entry revokes an origin fill in flight (its install will be refused)
+redis.call('DEL', KEYS[3])
 return {1, ver}

@@ -14,10 +14,12 @@ from starlette.requests import ClientDisconnect
 
 from libs.common import events
 from libs.common.errors import (
+    HomeUnavailable,
     InvalidContentType,
     InvalidRequest,
     NotCached,
     NotFound,
+    OriginUnavailable,
     PreconditionFailed,
     ValueTooLarge,
 )
@@ -252,10 +254,14 @@ async def get_key(request: Request) -> Response:
         if "only-if-cached" in headers_in.get("cache-control", ""):
             # RFC 9111: answer from this region's copy only; never fill
             raise NotCached("no valid copy is cached in this region")
-        entry = await _miss(rt, ns, key, result, floor)
-        cache = "MISS"
+        entry, cache = await _miss(rt, ns, key, result, floor)
+        if cache == "STALE":
+            rt.stales.inc()
     else:
         rt.hits.inc()
+        cfg = rt.namespace(ns)
+        if cfg.xfetch_beta and cfg.origin is not None:
+            rt.filler.early_refresh(ns, key, rt.home_of(ns, key), cfg, entry)
     headers = {
         "ETag": etag(entry.version),
         "X-Cache": cache,
@@ -269,20 +275,34 @@ async def get_key(request: Request) -> Response:
     return Response(entry.value, headers=headers)
 
 
-async def _miss(rt: Runtime, ns: str, key: str, result: ReadResult, floor: int) -> Entry:
-    """Fill a miss from the home region, or say why there is nothing to serve."""
+async def _miss(
+    rt: Runtime, ns: str, key: str, result: ReadResult, floor: int
+) -> tuple[Entry, str]:
+    """Serve a miss: the stale copy while one refresh runs, else a fill from the home
+    region or the origin; returns the entry and its X-Cache value."""
+    cfg = rt.namespace(ns)
     home = rt.home_of(ns, key)
-    known_deleted = result.lookup is Lookup.TOMBSTONE and result.held_version >= floor
-    entry = None
-    if home != rt.region and not known_deleted:
-        entry = await rt.filler.fill(
-            ns, key, home, keep_after_expiry=rt.namespace(ns).stale_while_revalidate
-        )
+    stale = result.entry if result.lookup is Lookup.EXPIRED else None
+    if stale is not None and stale.version < floor:
+        stale = None
+    if result.lookup is Lookup.NEGATIVE and not floor:
+        raise NotFound("key not found (the origin answered 404 recently)")
+    if stale is not None and cfg.stale_while_revalidate:
+        rt.filler.refresh(ns, key, home, cfg)
+        return stale, "STALE"
+    if result.lookup is Lookup.TOMBSTONE and result.held_version >= floor:
+        raise NotFound("key not found")
+    try:
+        entry = await rt.filler.fill(ns, key, home, cfg)
+    except (HomeUnavailable, OriginUnavailable):
+        if stale is not None:
+            return stale, "STALE"  # stale-if-error
+        raise
     if entry is None:
         raise NotFound("key not found")
     if entry.version < floor:
         raise NotFound(f"no copy at version {floor} or newer", held_version=entry.version)
-    return entry
+    return entry, "MISS"
 
 
 @router.delete(
@@ -318,7 +338,7 @@ async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> 
         async def fill(i: int) -> None:
             async with limit:
                 with contextlib.suppress(NotFound):
-                    entries[i] = await _miss(rt, ns, body.keys[i], results[i], 0)
+                    entries[i], _ = await _miss(rt, ns, body.keys[i], results[i], 0)
 
         await asyncio.gather(*(fill(i) for i in misses))
     items = [_item(key, entry) for key, entry in zip(body.keys, entries, strict=True)]

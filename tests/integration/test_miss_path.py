@@ -1,0 +1,201 @@
+"""The miss path against a real origin process: single-flight across two processes of a
+region, negative caching, stale-while-revalidate and stale-if-error, the breaker, jitter,
+and a fill that races a write."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from libs.common.processes import free_port
+from tests.support.origin_server import OriginServer
+from tests.support.platform import (
+    Broker,
+    RedisServer,
+    Service,
+    eventually,
+    service_env,
+    start_redis,
+    start_service,
+)
+
+CONFIG = """
+[platform]
+regions = ["us-east"]
+
+[namespaces.default]
+default_ttl = 3600
+ttl_jitter = 0.1
+
+[namespaces.products]
+origin = "{origin}"
+negative_ttl = 1
+stale_while_revalidate = 30
+"""
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
+    server = OriginServer().start(tmp_path_factory.mktemp("origin"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def two_processes(
+    tmp_path_factory: pytest.TempPathFactory, origin: OriginServer, broker: Broker
+) -> Iterator[tuple[Service, Service, RedisServer]]:
+    """Two regional_cache processes of one region behind one Redis."""
+    workdir = tmp_path_factory.mktemp("miss")
+    redis_server = start_redis(workdir)
+    config = workdir / "mrcache.toml"
+    config.write_text(CONFIG.format(origin=origin.url("/items/{key}")))
+    services: list[Service] = []
+    try:
+        for _ in range(2):
+            env = service_env(
+                "us-east",
+                free_port(),
+                redis_server.url,
+                broker.bootstrap,
+                MRCACHE_CONFIG=str(config),
+                MRCACHE_ORIGIN_TIMEOUT="1.5",
+                MRCACHE_ORIGIN_RETRIES="1",
+            )
+            services.append(start_service(workdir, env))
+        yield services[0], services[1], redis_server
+    finally:
+        for svc in services:
+            svc.proc.stop()
+        assert redis_server.proc is not None
+        redis_server.proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_origin(origin: OriginServer) -> None:
+    origin.reset()
+
+
+def test_a_cold_key_storm_costs_one_origin_request(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    a, b, _ = two_processes
+    origin.control(latency_ms=300)
+
+    async def storm() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=250)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.get(f"{(a if i % 2 else b).url}/v1/ns/products/keys/cold-1")
+                    for i in range(1000)
+                )
+            )
+
+    replies = asyncio.run(storm())
+    assert {r.status_code for r in replies} == {200}
+    assert {r.content for r in replies} == {b"value-of-cold-1-v1"}
+    assert origin.stats()["requests"].get("cold-1") == 1
+    assert replies[0].headers["etag"] == '"1"'  # the origin's ETag is the version
+
+
+def test_negative_caching(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    a, b, _ = two_processes
+    origin.control(absent=["ghost"])
+    for svc in (a, b, a, b):
+        assert httpx.get(f"{svc.url}/v1/ns/products/keys/ghost").status_code == 404
+    assert origin.stats()["requests"]["ghost"] == 1
+    origin.control(absent=[])
+    # after negative_ttl the origin is asked again, and now has it
+    eventually(
+        lambda: httpx.get(f"{a.url}/v1/ns/products/keys/ghost").status_code == 200,
+        timeout=10,
+        what="negative entry expired",
+    )
+
+
+def test_stale_while_revalidate_and_stale_if_error(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    a, _, _ = two_processes
+    origin.control(max_age=1)
+    first = httpx.get(f"{a.url}/v1/ns/products/keys/swr")
+    assert first.headers["x-cache"] == "MISS"
+    origin.control(fail="500")
+    stale = eventually(
+        lambda: (
+            (r := httpx.get(f"{a.url}/v1/ns/products/keys/swr")).headers.get("x-cache") == "STALE"
+            and r
+        ),
+        timeout=10,
+        what="entry past its TTL served STALE",
+    )
+    assert stale.content == b"value-of-swr-v1"
+    # the origin is down and nothing is cached: 502
+    r = httpx.get(f"{a.url}/v1/ns/products/keys/never-cached")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "origin_unavailable"
+    # the origin is back: the background refresh replaces the stale copy
+    origin.control(fail=None, versions={"swr": 2}, max_age=60)
+    eventually(
+        lambda: httpx.get(f"{a.url}/v1/ns/products/keys/swr").headers.get("etag") == '"2"',
+        timeout=10,
+        what="refreshed after the origin recovered",
+    )
+
+
+def test_ttl_jitter_spreads_expiry(two_processes: tuple[Service, Service, RedisServer]) -> None:
+    a, _, _ = two_processes
+    ttls = [
+        httpx.put(f"{a.url}/v1/ns/jitter/keys/k{i}", content=b"x", params={"ttl": "100"}).json()[
+            "ttl"
+        ]
+        for i in range(200)
+    ]
+    assert min(ttls) >= 90 and max(ttls) <= 110
+    assert statistics.pstdev(ttls) > 3  # uniform on [90, 110] has a deviation of 5.8
+
+
+def test_an_origin_fill_racing_a_write_never_installs_the_old_value(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    a, b, _ = two_processes
+    origin.control(latency_ms=800)
+
+    async def race() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as client:
+            slow = asyncio.create_task(client.get(f"{a.url}/v1/ns/products/keys/raced"))
+            await asyncio.sleep(0.2)  # the origin fetch is in flight
+            put = await client.put(f"{b.url}/v1/ns/products/keys/raced", content=b"written")
+            assert put.status_code == 200
+            return await slow
+
+    reply = asyncio.run(race())
+    assert reply.content == b"written"
+    assert httpx.get(f"{a.url}/v1/ns/products/keys/raced").content == b"written"
+    assert httpx.get(f"{b.url}/v1/ns/products/keys/raced").content == b"written"
+
+
+def test_the_breaker_opens_and_recovers(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    a, _, _ = two_processes
+    origin.control(fail="500")
+    for i in range(30):
+        assert httpx.get(f"{a.url}/v1/ns/products/keys/b{i}").status_code == 502
+    metrics = httpx.get(f"{a.url}/metrics").text
+    assert 'outcome="rejected"' in metrics, "the breaker fails fast once open"
+    seen = origin.stats()["total"]
+    assert seen < 30, "an open breaker spares the origin"
+    origin.control(fail=None)
+    eventually(
+        lambda: httpx.get(f"{a.url}/v1/ns/products/keys/b-after").status_code == 200,
+        timeout=20,
+        what="breaker half-open probe succeeds and closes it",
+    )
