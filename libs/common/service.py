@@ -11,7 +11,7 @@ import uvicorn
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
-from starlette.types import ASGIApp
+from starlette.applications import Starlette
 
 from libs.common import logs
 from libs.common.config import PlatformConfig, load_platform_config
@@ -72,7 +72,11 @@ S = TypeVar("S", bound=ServiceSettings)
 
 
 def run(
-    name: str, settings_type: type[S], create_app: Callable[[S], ASGIApp], *, graceful: float = 10.0
+    name: str,
+    settings_type: type[S],
+    create_app: Callable[[S], Starlette],
+    *,
+    graceful: float = 10.0,
 ) -> None:
     """Load settings, build the app and serve it; bad settings exit 2 with a message.
 
@@ -91,9 +95,11 @@ def run(
     except ValueError as exc:  # pydantic's ValidationError of the settings
         print(f"mrcache-{name}: invalid settings:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # an app may narrow where it listens (regional_cache: loopback without API keys)
+    host = getattr(app.state, "bind_host", settings.host)
     uvicorn.run(
         app,
-        host=settings.host,
+        host=host,
         port=settings.port,
         log_config=None,
         access_log=False,

@@ -10,7 +10,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from libs.common import __version__
+from libs.common.auth import Authenticator
+from libs.common.errors import ConfigError
 from services.regional_cache import handlers
+from services.regional_cache.auth import AuthMiddleware
 from services.regional_cache.middleware import MetricsMiddleware
 from services.regional_cache.routes import internal, keys, namespaces, system
 from services.regional_cache.runtime import Runtime
@@ -53,5 +56,16 @@ def create_app(settings: RegionalCacheSettings) -> FastAPI:
     # serves it (first match wins) without FastAPI's per-request wrapper; the FastAPI
     # route of the same path stays, unmatched, for the OpenAPI schema.
     app.router.routes.insert(0, _HotRoute(keys.KEY_PATH, keys.get_key, methods=["GET"]))
+    authenticator = Authenticator(runtime.platform.auth.keys)
+    if authenticator.enabled:
+        token = settings.internal_token.get_secret_value() if settings.internal_token else None
+        if token is None and len(runtime.platform.platform.regions) > 1:
+            raise ConfigError(
+                "API keys are configured: set MRCACHE_INTERNAL_TOKEN (the same secret in "
+                "every region) so regions can authenticate fills and forwarded writes"
+            )
+        app.add_middleware(AuthMiddleware, authenticator=authenticator, internal_token=token)
+    # added last, so outermost: it also counts what authentication refused
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, region=settings.region)
+    app.state.bind_host = settings.bind_host(runtime.platform)
     return app

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from libs.common.errors import HomeUnavailable
 from libs.common.store import Entry
+from services.regional_cache.auth import INTERNAL
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,17 @@ class Fetched:
 class RegionClient:
     """Pooled HTTP client to every region; ``start()`` / ``stop()``."""
 
-    def __init__(self, region: str, urls: dict[str, str], *, timeout: float) -> None:
+    def __init__(
+        self,
+        region: str,
+        urls: dict[str, str],
+        *,
+        timeout: float,
+        internal_token: str | None = None,
+    ) -> None:
         self.region = region
+        # proves to the other regions that a request comes from a region of the platform
+        self._internal = {INTERNAL: internal_token} if internal_token else {}
         self.urls = urls
         self.timeout = timeout
         self._client: httpx.AsyncClient | None = None
@@ -75,6 +85,7 @@ class RegionClient:
             target += "?" + query.decode("latin-1")
         headers = {k: v for k, v in request.headers.items() if k.lower() in _PASS_REQUEST}
         headers[HOP] = self.region
+        headers.update(self._internal)
         try:
             reply = await self._http().request(
                 request.method, target, content=body, headers=headers
@@ -90,7 +101,7 @@ class RegionClient:
         """The home region's valid copy of a key, with its version, expiry and stamps."""
         target = f"{self.url_of(home)}/internal/v1/ns/{ns}/entries/{_quote(key)}"
         try:
-            reply = await self._http().get(target, headers={HOP: self.region})
+            reply = await self._http().get(target, headers={HOP: self.region, **self._internal})
         except httpx.HTTPError as exc:
             log.warning("fill from %s failed: %r", home, exc)
             raise HomeUnavailable(f"home region {home} is unreachable", home_region=home) from None

@@ -55,8 +55,12 @@ class Runtime:
         metrics = Metrics()
         policy, maxmemory = settings.effective_eviction(platform)
         store = RegionStore(redis, tombstone_ttl=settings.tombstone_ttl)
+        token = settings.internal_token
         regions = RegionClient(
-            settings.region, settings.urls(platform), timeout=settings.forward_timeout
+            settings.region,
+            settings.urls(platform),
+            timeout=settings.forward_timeout,
+            internal_token=token.get_secret_value() if token else None,
         )
         origins = OriginClient(
             metrics,

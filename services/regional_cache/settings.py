@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from libs.common.config import PlatformConfig
 from libs.common.service import ServiceSettings
@@ -21,6 +22,11 @@ class RegionalCacheSettings(ServiceSettings):
     max_ttl: Annotated[float, Field(gt=0)] = 30 * 24 * 3600.0
     # seconds a forwarded write or a remote fill may take before 503 home_unavailable
     forward_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # shared by the regions to authenticate region-to-region requests (remote fills,
+    # forwarded writes); required when API keys are configured and there are regions
+    internal_token: SecretStr | None = None
+    # without API keys the service binds loopback only; this opts out (private networks)
+    allow_open: bool = False
     # origins (read-through sources of namespaces that name one)
     origin_timeout: Annotated[float, Field(gt=0)] = 2.0
     origin_retries: Annotated[int, Field(ge=0, le=5)] = 2
@@ -46,3 +52,18 @@ class RegionalCacheSettings(ServiceSettings):
         policy = self.eviction.policy or region.eviction
         size = self.eviction.maxmemory or region.maxmemory
         return policy, (parse_memory(size) if size else None)
+
+    def bind_host(self, platform: PlatformConfig) -> str:
+        """Where to listen: loopback only while no API keys are configured."""
+        if platform.auth.keys or self.allow_open or self.host in _LOOPBACK:
+            return self.host
+        log.warning(
+            "no API keys configured: serving on 127.0.0.1 only, not %s "
+            "(configure [[auth.keys]], or set MRCACHE_ALLOW_OPEN=true on a private network)",
+            self.host,
+        )
+        return "127.0.0.1"
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+log = logging.getLogger(__name__)
