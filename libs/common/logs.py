@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from typing import Any
 
 import orjson
+
+# set per request by the HTTP middleware, read by every log line written meanwhile
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+namespace: contextvars.ContextVar[str | None] = contextvars.ContextVar("namespace", default=None)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
@@ -24,6 +29,11 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             **self.static,
         }
+        rid, ns = request_id.get(), namespace.get()
+        if rid is not None:
+            body["request_id"] = rid
+        if ns is not None:
+            body["ns"] = ns
         body.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)

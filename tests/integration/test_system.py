@@ -79,3 +79,12 @@ async def test_every_change_publishes_an_event(
     assert by_kind[("tag", None)].version == tag_version
     assert by_kind[("tag", None)].tag == "red"
     assert len({e.id for e in got}) == 4
+
+
+def test_request_ids_are_echoed_or_made(client: httpx.Client, ns: str) -> None:
+    given = client.get(f"/v1/ns/{ns}/keys/x", headers={"X-Request-Id": "trace-42"})
+    assert given.headers["x-request-id"] == "trace-42"
+    made = client.get("/healthz").headers["x-request-id"]
+    assert len(made) == 16 and made != "trace-42"
+    junk = client.get("/healthz", headers={"X-Request-Id": "x" * 100}).headers["x-request-id"]
+    assert len(junk) == 16
