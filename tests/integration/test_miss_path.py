@@ -84,11 +84,14 @@ def test_a_cold_key_storm_costs_one_origin_request(
     two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
 ) -> None:
     a, b, _ = two_processes
-    origin.control(latency_ms=300)
+    # a slow origin keeps the fill in flight while the storm arrives
+    origin.control(latency_ms=1000)
 
     async def storm() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=250)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        # httpx's own pool is the slow part here: never time out waiting for it
+        limits = httpx.Limits(max_connections=100)
+        timeout = httpx.Timeout(60, pool=None)
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             return await asyncio.gather(
                 *(
                     client.get(f"{(a if i % 2 else b).url}/v1/ns/products/keys/cold-1")
