@@ -202,3 +202,23 @@ def test_the_breaker_opens_and_recovers(
         timeout=20,
         what="breaker half-open probe succeeds and closes it",
     )
+
+
+def test_a_refresh_of_an_unchanged_object_renews_it(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    a, _, _ = two_processes
+    origin.control(max_age=1)
+    assert httpx.get(f"{a.url}/v1/ns/products/keys/same").headers["x-cache"] == "MISS"
+    eventually(
+        lambda: httpx.get(f"{a.url}/v1/ns/products/keys/same").headers.get("x-cache") == "STALE",
+        timeout=10,
+        what="served stale past its TTL",
+    )
+    origin.control(max_age=60)  # same version (ETag "1") from now on
+    eventually(
+        lambda: httpx.get(f"{a.url}/v1/ns/products/keys/same").headers.get("x-cache") == "HIT",
+        timeout=10,
+        what="the background refresh renewed the same version",
+    )
+    assert origin.stats()["requests"]["same"] <= 3

@@ -27,8 +27,9 @@ end
 local ver
 if ARGV[4] ~= '' then
   ver = tonumber(ARGV[4])
-  if ver < cur or (ver == cur and tonumber(held[1]) == ver and held[2] ~= 'm'
-      and held[2] ~= 'n') then
+  -- the same version again (a refresh of an unchanged object) renews its TTL: the
+  -- lease proves nothing changed since the fetch began; only a delete refuses it
+  if ver < cur or (ver == cur and tonumber(held[1]) == ver and held[2] == '1') then
     return {0, 'stale', cur}
   end
 else
