@@ -28,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -38,6 +37,7 @@ from libs.common import events
 from libs.common.errors import EventsUnavailable, InvalidKey, InvalidNamespace, InvalidVersion
 from libs.common.events import Event
 from libs.common.kafka import make_producer
+from libs.common.lifecycle import AsyncService
 from libs.common.naming import check_key, check_namespace
 from libs.common.settings import KafkaSettings
 from libs.common.versions import MAX_VERSION
@@ -66,7 +66,7 @@ def _check_change(ns: object, key: object, version: object, op: object) -> None:
         raise ValueError(f"op must be 'set' or 'delete', got {op!r}")
 
 
-class ChangePublisher:
+class ChangePublisher(AsyncService):
     """A Kafka producer of key events for one system of record.
 
     ``start()`` connects (bounded by ``settings.publish_timeout``), ``stop()``
@@ -102,18 +102,6 @@ class ChangePublisher:
         if producer is not None:
             with contextlib.suppress(KafkaError, OSError, TimeoutError):
                 await asyncio.wait_for(producer.stop(), self.settings.publish_timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def publish_change(
         self, ns: str, key: str, version: int, op: Literal["set", "delete"]

@@ -32,7 +32,6 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
@@ -40,6 +39,7 @@ import httpx
 
 from libs.common.breaker import BreakerSettings, CircuitBreaker
 from libs.common.errors import InvalidVersion, OriginUnavailable
+from libs.common.lifecycle import AsyncService
 from libs.common.metrics import Metrics
 from libs.common.versions import parse_version
 
@@ -158,7 +158,7 @@ class _AttemptFailed(Exception):
         self.origin_fault = origin_fault
 
 
-class OriginClient:
+class OriginClient(AsyncService):
     """Fetches keys from namespace origins over one pooled HTTP client.
 
     One :class:`CircuitBreaker` per origin (``scheme://host:port``) and one
@@ -212,18 +212,6 @@ class OriginClient:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-
-    async def __aenter__(self) -> OriginClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def breaker(self, template: str) -> CircuitBreaker:
         """The circuit breaker of the origin ``template`` points at (created on first use)."""

@@ -7,18 +7,14 @@ started and the fresh fraction of its rolling window; ``/metrics`` exposes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from libs.common import __version__
 from libs.common.metrics import Metrics
 from libs.common.responses import JsonResponse
+from libs.common.sidecar import sidecar_app
 from services.meter.meter import Meter
 from services.meter.settings import MeterSettings
 
@@ -45,51 +41,21 @@ def build_meter(settings: MeterSettings) -> Meter:
 def create_app(settings: MeterSettings) -> Starlette:
     meter = build_meter(settings)
 
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await meter.start()
-        try:
-            yield
-        finally:
-            await meter.stop()
-
-    async def healthz(_: Request) -> Response:
-        return JsonResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> Response:
-        if meter.ready:
-            return JsonResponse({"status": "ready", "regions": list(meter.urls)})
-        return JsonResponse(
-            {"error": {"code": "not_ready", "message": "the meter holds no partitions yet"}},
-            status_code=503,
-        )
-
-    async def info(_: Request) -> Response:
-        return JsonResponse(
-            {
-                "role": "meter",
-                "version": __version__,
-                "regions": meter.urls,
-                "sample_rate": meter.sample_rate,
-                "delays": list(meter.delays),
-            }
-        )
-
     async def report(_: Request) -> Response:
         return JsonResponse(meter.report().as_dict())
 
-    async def metrics(_: Request) -> Response:
-        return Response(meter.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/v1/info", info),
-            Route("/v1/report", report),
-            Route("/metrics", metrics),
-        ],
-        lifespan=lifespan,
+    app = sidecar_app(
+        role="meter",
+        start=meter.start,
+        stop=meter.stop,
+        metrics=meter.metrics,
+        ready=lambda: None if meter.ready else "the meter holds no partitions yet",
+        info=lambda: {
+            "regions": meter.urls,
+            "sample_rate": meter.sample_rate,
+            "delays": list(meter.delays),
+        },
+        routes=[Route("/v1/report", report)],
     )
     app.state.meter = meter
     return app

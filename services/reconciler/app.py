@@ -11,21 +11,18 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from libs.common import __version__
 from libs.common.errors import ConfigError
 from libs.common.metrics import Metrics
 from libs.common.responses import JsonResponse
 from libs.common.service import make_redis
 from libs.common.settings import RedisSettings
+from libs.common.sidecar import sidecar_app
 from libs.common.store import RegionStore
 from services.reconciler.reconcile import Reconciler, Report
 from services.reconciler.settings import ReconcilerSettings
@@ -101,41 +98,22 @@ def create_app(settings: ReconcilerSettings) -> Starlette:
         settings.interval or platform.reconciler.interval,
     )
 
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await loop.start()
-        try:
-            yield
-        finally:
-            await loop.stop()
-            for client in clients.values():
-                await client.aclose()
-
-    async def healthz(_: Request) -> Response:
-        return JsonResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> Response:
-        return JsonResponse({"status": "ready", "interval": loop.interval})
-
-    async def info(_: Request) -> Response:
-        last = dataclasses.asdict(loop.last) if loop.last else None
-        return JsonResponse(
-            {"role": "reconciler", "version": __version__, "interval": loop.interval, "last": last}
-        )
+    async def stop() -> None:
+        await loop.stop()
+        for client in clients.values():
+            await client.aclose()
 
     async def reconcile(_: Request) -> Response:
         return JsonResponse(dataclasses.asdict(await loop.run_once()))
 
-    async def metrics_endpoint(_: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/v1/info", info),
-            Route("/v1/reconcile", reconcile, methods=["POST"]),
-            Route("/metrics", metrics_endpoint),
-        ],
-        lifespan=lifespan,
+    return sidecar_app(
+        role="reconciler",
+        start=loop.start,
+        stop=stop,
+        metrics=metrics,
+        info=lambda: {
+            "interval": loop.interval,
+            "last": dataclasses.asdict(loop.last) if loop.last else None,
+        },
+        routes=[Route("/v1/reconcile", reconcile, methods=["POST"])],
     )
