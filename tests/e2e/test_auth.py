@@ -14,6 +14,7 @@ import pytest
 from libs.common.auth import sha256_hex
 from libs.common.processes import free_port
 from tests.support.cluster import running_platform
+from tests.support.fuzz import assert_schemathesis_clean
 from tests.support.platform import Broker, RedisServer, service_env, start_service
 
 KEYS = {
@@ -149,3 +150,11 @@ def test_keys_without_an_internal_token_are_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "MRCACHE_INTERNAL_TOKEN" in proc.stderr
+
+
+@pytest.mark.parametrize("region", ["us-east", "eu-west"])
+def test_schemathesis_with_auth_on_every_region(
+    regions: dict[str, str], region: str, tmp_path: Path
+) -> None:
+    admin = {"Authorization": f"Bearer {KEYS['admin'][0]}"}
+    assert_schemathesis_clean(regions[region], tmp_path, headers=admin)
