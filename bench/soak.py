@@ -79,10 +79,13 @@ async def load(
                 else:
                     r = await client.post(f"{url}/v1/ns/{ns}/invalidate")
                     ok = r.status_code == 202
-            except httpx.HTTPError:
-                ok = False
+                why = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                ok, why = False, type(exc).__name__
             latencies.append(time.perf_counter() - started)
             stats["ok" if ok else "errors"] += 1
+            if not ok:  # what failed, so an error count can be explained
+                stats[f"error: {why}"] = stats.get(f"error: {why}", 0) + 1
 
         started = time.monotonic()
         sent = 0
@@ -136,6 +139,7 @@ async def run(cluster: dict[str, object], args: argparse.Namespace) -> dict[str,
     return {
         "requests": stats["ok"] + stats["errors"],
         "errors": stats["errors"],
+        "error_kinds": {k: v for k, v in stats.items() if k.startswith("error: ")},
         "p50_ms": round(1000 * latencies[len(latencies) // 2], 2) if latencies else None,
         "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2) if latencies else None,
         "processes": rows,
@@ -161,7 +165,7 @@ def main() -> None:
     )
     print(
         f"requests {result['requests']:,}  errors {result['errors']}  "
-        f"p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms\n"
+        f"p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  {result['error_kinds']}\n"
     )
     print(f"{'process':<28} {'start MB':>9} {'warm MB':>9} {'end MB':>9} {'MB/min':>8}")
     processes: dict[str, dict[str, object]] = result["processes"]  # type: ignore[assignment]
