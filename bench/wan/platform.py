@@ -230,6 +230,8 @@ class WanPlatform:
                 "MRCACHE_CONFIG": str(config_path),
                 "MRCACHE_LOG_FORMAT": "text",
                 "MRCACHE_HOST": "0.0.0.0",
+                # a private test network of our own namespaces: no API keys needed
+                "MRCACHE_ALLOW_OPEN": "true",
                 "MRCACHE_PORT": str(http_port(i)),
                 "MRCACHE_REGION_URLS": json.dumps(urls),
             }
