@@ -60,3 +60,21 @@ def test_no_keys_means_disabled() -> None:
 )
 def test_required_scope(method: str, path: str, expected: tuple[str, str | None]) -> None:
     assert required_scope(method, path) == expected
+
+
+def test_secrets_never_show_in_settings_reprs() -> None:
+    from services.regional_cache.settings import RegionalCacheSettings
+
+    settings = RegionalCacheSettings(
+        redis={"url": "rediss://cache:6380/0", "password": "redis-pass-1"},
+        kafka={
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "svc",
+            "sasl_password": "kafka-pass-2",
+        },
+        internal_token="hop-token-3",
+    )
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    for secret in ("redis-pass-1", "kafka-pass-2", "hop-token-3"):
+        assert secret not in shown
