@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from libs.common.errors import InvalidEvent, MrcacheError
-from libs.common.naming import MAX_TAGS, check_key, check_namespace, check_tag
+from libs.common.naming import MAX_CONTENT_TYPE, MAX_TAGS, check_key, check_namespace, check_tag
 from libs.common.versions import MAX_VERSION
 
 FORMAT_VERSION = 1
@@ -198,7 +198,7 @@ def _from_dict(body: dict[str, Any]) -> Event:
             except (binascii.Error, ValueError):
                 raise InvalidEvent("value_b64 is not valid base64") from None
             content_type = (
-                _str(body, "content_type", limit=255)
+                _str(body, "content_type", limit=MAX_CONTENT_TYPE)
                 if body.get("content_type") is not None
                 else "application/octet-stream"
             )

@@ -11,7 +11,14 @@ import math
 import random
 import re
 
-from libs.common.errors import ConfigError, InvalidKey, InvalidNamespace, InvalidTag, InvalidTtl
+from libs.common.errors import (
+    ConfigError,
+    InvalidContentType,
+    InvalidKey,
+    InvalidNamespace,
+    InvalidTag,
+    InvalidTtl,
+)
 
 REGION_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
 NAMESPACE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -85,6 +92,18 @@ def parse_ttl(raw: str | float | None, *, default: float, max_ttl: float) -> flo
     if not math.isfinite(ttl) or ttl <= 0 or ttl > max_ttl:
         raise InvalidTtl(f"ttl must be > 0 and <= {max_ttl:g} seconds, got {_shown(str(raw))}")
     return ttl
+
+
+MAX_CONTENT_TYPE = 255
+
+
+def check_content_type(raw: str) -> str:
+    """A stored Content-Type: printable ASCII, at most 255 characters."""
+    if len(raw) > MAX_CONTENT_TYPE or not raw.isascii() or not raw.isprintable():
+        raise InvalidContentType(
+            f"Content-Type must be printable ASCII of at most {MAX_CONTENT_TYPE} characters"
+        )
+    return raw
 
 
 def jittered_ttl(ttl: float, jitter: float, max_ttl: float) -> float:

@@ -38,9 +38,10 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from libs.common.breaker import BreakerSettings, CircuitBreaker
-from libs.common.errors import InvalidVersion, OriginUnavailable
+from libs.common.errors import InvalidContentType, InvalidVersion, OriginUnavailable
 from libs.common.lifecycle import AsyncService
 from libs.common.metrics import Metrics
+from libs.common.naming import check_content_type
 from libs.common.versions import parse_version
 
 __all__ = ["OriginClient", "OriginResult", "check_template", "origin_of"]
@@ -138,9 +139,10 @@ def parse_origin_version(headers: httpx.Headers) -> int | None:
 
 def _content_type(raw: str | None) -> str:
     # the same rule as a PUT's Content-Type; an origin's odd one is not kept
-    if not raw or len(raw) > 255 or not raw.isascii() or not raw.isprintable():
+    try:
+        return check_content_type(raw) if raw else DEFAULT_CONTENT_TYPE
+    except InvalidContentType:
         return DEFAULT_CONTENT_TYPE
-    return raw
 
 
 class _AttemptFailed(Exception):

@@ -15,7 +15,6 @@ from starlette.requests import ClientDisconnect
 from libs.common import events
 from libs.common.errors import (
     HomeUnavailable,
-    InvalidContentType,
     InvalidRequest,
     NotCached,
     NotFound,
@@ -23,7 +22,14 @@ from libs.common.errors import (
     PreconditionFailed,
     ValueTooLarge,
 )
-from libs.common.naming import NAMESPACE_RE, check_key, check_namespace, parse_tags, parse_ttl
+from libs.common.naming import (
+    NAMESPACE_RE,
+    check_content_type,
+    check_key,
+    check_namespace,
+    parse_tags,
+    parse_ttl,
+)
 from libs.common.responses import JsonResponse
 from libs.common.store import Entry, Lookup, ReadResult
 from libs.common.versions import etag, parse_etag_list, parse_version
@@ -91,11 +97,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _content_type(raw: str | None) -> str:
-    if raw is None or raw == "":
-        return _DEFAULT_CT
-    if len(raw) > 255 or not raw.isascii() or not raw.isprintable():
-        raise InvalidContentType("Content-Type must be printable ASCII of at most 255 characters")
-    return raw
+    return check_content_type(raw) if raw else _DEFAULT_CT
 
 
 @router.put(
