@@ -26,11 +26,10 @@ import random
 import time
 import uuid
 
-from libs.common.origin import OriginClient
-
 from libs.common.config import NamespaceConfig
 from libs.common.errors import HomeUnavailable, OriginUnavailable
 from libs.common.naming import jittered_ttl
+from libs.common.origin import OriginClient
 from libs.common.singleflight import SingleFlight
 from libs.common.store import Entry, Lookup, RegionStore
 from services.regional_cache.regions import RegionClient
