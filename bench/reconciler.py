@@ -1,8 +1,8 @@
 """Reconcile time for 100,000 and 1,000,000 keys, with no differences and with 1 %.
 
 ``python -m bench.reconciler [--sizes 100000,1000000]``. Two regions, each its
-own redis-server. Both are loaded with the applied-version index and leaf
-digests exactly as the Lua scripts keep them (computed here with
+own redis-server. Both are loaded with an entry per key, the applied-version
+index and leaf digests exactly as the Lua scripts keep them (computed here with
 ``libs.common.digest``, so loading a million keys takes seconds rather than
 a million script calls); the differing region then has 1 % of its keys at an
 older version. A pass runs with the real :class:`Reconciler` and the repairs
@@ -48,24 +48,30 @@ def leaves_for(
     return leaves
 
 
-async def load(redis: Redis, leaves: dict[str, dict[str, int]]) -> None:
+async def load(redis: Redis, leaves: dict[str, dict[str, int]], *, entries: bool) -> None:
+    """The index and digests as the scripts keep them, and (``entries``) an entry hash per
+    key, so the reconciler's SCAN walks a keyspace of realistic size."""
     await redis.flushall()
-    digests: dict[str, int] = {}
+    digests: dict[str, dict[str, int]] = defaultdict(dict)
     pipe = redis.pipeline(transaction=False)
     for n, (leaf, versions) in enumerate(leaves.items(), 1):
         pipe.hset(keys.index(NS, leaf), mapping={k: str(v) for k, v in versions.items()})
-        digests[leaf] = sum(h(k, v) for k, v in versions.items()) % DIGEST_MOD
-        if n % 2000 == 0:
+        bucket = leaf[: keys.BUCKET_DIGITS]
+        digests[bucket][leaf] = sum(h(k, v) for k, v in versions.items()) % DIGEST_MOD
+        if entries:
+            for key, version in versions.items():
+                pipe.hset(
+                    keys.entry(NS, key, leaf),
+                    mapping={"v": b"x" * 64, "ct": "text/plain", "ver": version, "gen": 0},
+                )
+        if n % 500 == 0:
             await pipe.execute()
+    for bucket, leaf_digests in digests.items():
+        pipe.hset(keys.digest(NS, bucket), mapping={k: str(v) for k, v in leaf_digests.items()})
     await pipe.execute()
-    items = list(digests.items())
-    for start in range(0, len(items), 5000):
-        await redis.hset(
-            keys.digest(NS), mapping={k: str(v) for k, v in items[start : start + 5000]}
-        )
 
 
-async def one_size(count: int, ports: dict[str, int]) -> list[dict[str, object]]:
+async def one_size(count: int, ports: dict[str, int], *, entries: bool) -> list[dict[str, object]]:
     clients = {r: Redis(host="127.0.0.1", port=p) for r, p in ports.items()}
     stores = {r: RegionStore(c, tombstone_ttl=3600) for r, c in clients.items()}
     cfg = PlatformConfig.model_validate({"platform": {"regions": list(ports)}})
@@ -74,7 +80,7 @@ async def one_size(count: int, ports: dict[str, int]) -> list[dict[str, object]]
         started = time.perf_counter()
         clean = leaves_for(count)
         for client in clients.values():
-            await load(client, clean)
+            await load(client, clean, entries=entries)
         load_s = time.perf_counter() - started
 
         reconciler = Reconciler(cfg, stores, batch=256, pause=0.0)
@@ -92,7 +98,7 @@ async def one_size(count: int, ports: dict[str, int]) -> list[dict[str, object]]
         )
 
         stale = {i: 1_000_000 + i - 1 for i in range(0, count, 100)}  # 1 % one version behind
-        await load(clients["eu-west"], leaves_for(count, stale))
+        await load(clients["eu-west"], leaves_for(count, stale), entries=entries)
         report = await reconciler.run_once()
         rows.append(
             {
@@ -124,6 +130,11 @@ async def one_size(count: int, ports: dict[str, int]) -> list[dict[str, object]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument(
+        "--no-entries",
+        action="store_true",
+        help="load only the index and digests, no entry hashes (a smaller keyspace to SCAN)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     procs: list[ManagedProcess] = []
@@ -138,11 +149,14 @@ def main() -> None:
                 ports[region] = port
             rows = []
             for size in sizes:
-                rows += asyncio.run(one_size(size, ports))
+                rows += asyncio.run(one_size(size, ports, entries=not args.no_entries))
         finally:
             for proc in procs:
                 proc.stop()
-    print("reconciler benchmark: 2 regions (2 redis-server), one namespace, 65,536 leaves\n")
+    print(
+        "reconciler benchmark: 2 regions (2 redis-server), one namespace, 65,536 leaves in "
+        f"4,096 buckets, {'no entry hashes' if args.no_entries else 'an entry hash per key'}\n"
+    )
     print(
         f"{'keys':>9} | {'differences':>12} | {'pass s':>7} | {'leaves cmp':>10} | "
         f"{'keys cmp':>9} | {'repairs':>7}"

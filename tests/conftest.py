@@ -1,7 +1,10 @@
-"""Session fixtures: one real redis-server and one real broker, on free loopback ports.
+"""Session fixtures: one real redis-server, one real Redis Cluster (6 redis-server
+processes) and one real broker, on free loopback ports.
 
-``REDIS_URL`` / ``KAFKA_BOOTSTRAP`` point the suite at external ones instead.
-Nothing here skips: under CI=true a missing redis-server or broker fails loudly.
+The contract suite (every test of ``service``, ``client`` or ``redis_backend``)
+runs over both Redis backends. ``REDIS_URL`` / ``KAFKA_BOOTSTRAP`` point the
+suite at an external Redis and broker instead. Nothing here skips: under CI=true
+a missing redis-server or broker fails loudly.
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from libs.common.processes import free_port
 from tests.support.platform import (
     Broker,
+    RedisBackend,
+    RedisClusterNodes,
     RedisServer,
     Service,
     running_service,
     service_env,
     start_broker,
     start_redis,
+    start_redis_cluster,
 )
 
 
@@ -44,6 +49,23 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(workdir: Path) -> Iterator[RedisClusterNodes]:
+    nodes = start_redis_cluster(workdir)
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(scope="session", params=["standalone", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
+    """The region's Redis of the contract suite: a redis-server, then a Redis Cluster."""
+    if request.param == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        return cluster
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server
+
+
+@pytest.fixture(scope="session")
 def broker(workdir: Path) -> Iterator[Broker]:
     external = os.environ.get("KAFKA_BOOTSTRAP")
     if external:
@@ -56,15 +78,14 @@ def broker(workdir: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture(scope="session")
-def service(workdir: Path, redis_server: RedisServer, broker: Broker) -> Iterator[Service]:
-    """One regional_cache (us-east) shared by the read/write tests of the session."""
-    env = service_env("us-east", free_port(), redis_server.url, broker.bootstrap)
+def service(workdir: Path, redis_backend: RedisBackend, broker: Broker) -> Iterator[Service]:
+    """One regional_cache (us-east) per Redis backend, shared by the read/write tests."""
+    env = service_env(
+        "us-east",
+        free_port(),
+        redis_backend.url,
+        broker.bootstrap,
+        redis_cluster=redis_backend.cluster,
+    )
     with running_service(workdir, env) as svc:
         yield svc
-
-
-@pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
-    yield client
-    client.close()

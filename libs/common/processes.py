@@ -169,6 +169,97 @@ def redis_process(
     return ManagedProcess(name, argv, workdir / f"{name}.log")
 
 
+def redis_cli_bin() -> str:
+    path = shutil.which("redis-cli")
+    if path is None:
+        raise FileNotFoundError(
+            "redis-cli not found: install Debian's redis-tools package (redis-server brings it)"
+        )
+    return path
+
+
+# how long a primary may be unreachable before its replica is promoted
+CLUSTER_NODE_TIMEOUT_MS = 2000
+
+
+def redis_cluster_processes(
+    ports: Sequence[int],
+    workdir: Path,
+    *,
+    name: str = "redis",
+    persistent: bool = False,
+    node_timeout_ms: int = CLUSTER_NODE_TIMEOUT_MS,
+) -> list[ManagedProcess]:
+    """One cluster-enabled redis-server per port, each with its own directory.
+
+    Each node's cluster bus gets a free port of its own (by default Redis takes
+    port + 10000, which does not exist for ports above 55535)."""
+    bus_ports: list[int] = []
+    while len(bus_ports) < len(ports):
+        bus = free_port()
+        if bus not in ports and bus not in bus_ports:
+            bus_ports.append(bus)
+    return [
+        redis_process(
+            port,
+            workdir / str(port),
+            name=f"{name}-{port}",
+            persistent=persistent,
+            extra=(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-port",
+                str(bus),
+                "--cluster-node-timeout",
+                str(node_timeout_ms),
+                # a replica promoted after a failover must not refuse to serve
+                "--cluster-replica-validity-factor",
+                "0",
+            ),
+        )
+        for port, bus in zip(ports, bus_ports, strict=True)
+    ]
+
+
+def cluster_formed(ports: Sequence[int]) -> bool:
+    """Whether these nodes form one cluster (also after a restart with their nodes files)."""
+    return all(cluster_ok(port, nodes=len(ports)) for port in ports)
+
+
+def create_cluster(ports: Sequence[int], *, replicas: int = 1, timeout: float = 60.0) -> None:
+    """Join running cluster-enabled servers into one cluster (``redis-cli --cluster
+    create``: primaries first, then a replica each) and wait until every node sees
+    every slot covered."""
+    if not cluster_formed(ports):
+        argv = [redis_cli_bin(), "--cluster", "create"]
+        argv += [f"127.0.0.1:{port}" for port in ports]
+        argv += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}")
+    wait_until(lambda: cluster_formed(ports), timeout=timeout, what="redis cluster state ok")
+
+
+def cluster_ok(port: int, *, nodes: int) -> bool:
+    """``cluster_state:ok``, all 16,384 slots served and ``nodes`` nodes known, as this
+    node sees it."""
+    done = subprocess.run(
+        [redis_cli_bin(), "-p", str(port), "cluster", "info"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    info = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    return (
+        info.get("cluster_state", "").strip() == "ok"
+        and info.get("cluster_slots_ok", "").strip() == "16384"
+        and info.get("cluster_known_nodes", "").strip() == str(nodes)
+    )
+
+
 def broker_process(port: int, workdir: Path, *, name: str = "broker") -> ManagedProcess:
     url = f"tcp://127.0.0.1:{port}"
     argv = [broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]

@@ -20,13 +20,13 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from libs.common import events, keys
 from libs.common.errors import InvalidEvent, StoreUnavailable
 from libs.common.kafka import make_producer
 from libs.common.metrics import Metrics
+from libs.common.redisclient import RedisClient
 from libs.common.scripts import RELEASE
 from libs.common.settings import KafkaSettings
 
@@ -42,7 +42,7 @@ class EventPublisher:
     def __init__(
         self,
         settings: KafkaSettings,
-        redis: Redis,
+        redis: RedisClient,
         *,
         region: str,
         metrics: Metrics,

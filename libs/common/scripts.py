@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from libs.common.redisclient import RedisClient
 
 # delete a lock or lease only when it still holds our token
 RELEASE = """
@@ -31,7 +32,7 @@ def _recording(name: str) -> str:
 class Scripts:
     """The scripts registered on one Redis client (EVALSHA, reloaded on NOSCRIPT)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.set: AsyncScript = redis.register_script(_recording("set"))
         self.tombstone: AsyncScript = redis.register_script(_recording("tombstone"))
         self.bump: AsyncScript = redis.register_script(_source("bump"))

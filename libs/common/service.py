@@ -10,7 +10,6 @@ from typing import Annotated, Literal, TypeVar
 import uvicorn
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from libs.common import logs
@@ -55,17 +54,6 @@ class ServiceSettings(BaseSettings):
             f"region {self.region!r} is not in platform.regions "
             f"{platform.platform.regions} of {self.config}"
         )
-
-
-def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -> Redis:
-    password = settings.password
-    return Redis.from_url(
-        settings.url,
-        password=password.get_secret_value() if password else None,
-        socket_timeout=settings.socket_timeout,
-        socket_connect_timeout=settings.socket_timeout,
-        max_connections=max_connections or settings.max_connections,
-    )
 
 
 S = TypeVar("S", bound=ServiceSettings)

@@ -43,11 +43,13 @@ MemorySize = Annotated[str, AfterValidator(_memory_size)]
 
 
 class RedisSettings(BaseModel):
-    """A region's Redis: ``redis://`` or ``rediss://`` (TLS) URL."""
+    """A region's Redis: ``redis://`` or ``rediss://`` (TLS) URL; with ``cluster`` the URL
+    names one node of a Redis Cluster and the client discovers the others."""
 
     model_config = ConfigDict(extra="forbid")
 
     url: str = "redis://127.0.0.1:6379/0"
+    cluster: bool = False
     password: SecretStr | None = None
     socket_timeout: Annotated[float, Field(gt=0)] = 2.0
     max_connections: Annotated[int, Field(ge=1)] = 512

@@ -8,6 +8,7 @@ touches one field, whatever the number of entries (architecture.md).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from libs.common import keys
 from libs.common.errors import PreconditionFailed, StaleVersion, StoreUnavailable
+from libs.common.redisclient import RedisClient
 from libs.common.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -70,10 +72,11 @@ _TOMBSTONES = {b"m": Lookup.SUPERSEDED, b"n": Lookup.NEGATIVE}
 
 
 class RegionStore:
-    """Reads and versioned writes on one region's Redis."""
+    """Reads and versioned writes on one region's Redis (standalone or a cluster)."""
 
-    def __init__(self, redis: Redis, *, tombstone_ttl: float) -> None:
+    def __init__(self, redis: RedisClient, *, tombstone_ttl: float) -> None:
         self.redis = redis
+        self.cluster = isinstance(redis, RedisCluster)
         self.scripts = Scripts(redis)
         self.tombstone_ms = int(tombstone_ttl * 1000)
 
@@ -96,12 +99,18 @@ class RegionStore:
         return result
 
     async def _two(self, first: tuple[Any, ...], second: tuple[Any, ...]) -> tuple[Any, Any]:
-        """Two commands in one round trip on one pooled connection.
+        """Two commands in one round trip on one pooled connection (on a cluster: at
+        once, each on its slot's node).
 
         The entry and its namespace meta live in different hash slots, so no script
         may read both; redis-py's Pipeline object would cost a third of a hit's
         Redis time, so the two commands are packed by hand.
         """
+        if isinstance(self.redis, RedisCluster):
+            both = await asyncio.gather(
+                self.redis.execute_command(*first), self.redis.execute_command(*second)
+            )
+            return both[0], both[1]
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
@@ -164,8 +173,9 @@ class RegionStore:
         try:
             stamps = await self.scripts.stamp(keys=[keys.namespace_meta(ns)], args=list(tags))
             gen, tag_versions = stamps[0], stamps[1:]
+            script_keys, leaf = keys.entry_script_keys(ns, key)
             reply = await self.scripts.set(
-                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
+                keys=script_keys,
                 args=[
                     value,
                     content_type,
@@ -177,7 +187,7 @@ class RegionStore:
                     "" if external_version is None else external_version,
                     "" if expect_version is None else expect_version,
                     key,
-                    keys.index_prefix(ns),
+                    leaf,
                 ],
             )
         except RedisError as exc:
@@ -207,14 +217,15 @@ class RegionStore:
         mode) rather than a delete: a read then fills from the home region.
         """
         try:
+            script_keys, leaf = keys.entry_script_keys(ns, key)
             reply = await self.scripts.tombstone(
-                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
+                keys=script_keys,
                 args=[
                     self.tombstone_ms,
                     "" if version is None else version,
                     "m" if superseded else "1",
                     key,
-                    keys.index_prefix(ns),
+                    leaf,
                 ],
             )
         except RedisError as exc:
@@ -235,8 +246,9 @@ class RegionStore:
         stamps, so an invalidation that reached this region first still voids it.
         """
         try:
+            script_keys, leaf = keys.entry_script_keys(ns, key)
             reply = await self.scripts.fill(
-                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
+                keys=script_keys,
                 args=[
                     entry.value,
                     entry.content_type,
@@ -248,7 +260,7 @@ class RegionStore:
                     ",".join(entry.tags),
                     ",".join(str(v) for v in entry.tag_versions),
                     key,
-                    keys.index_prefix(ns),
+                    leaf,
                 ],
             )
         except RedisError as exc:
@@ -288,8 +300,9 @@ class RegionStore:
         ``ttl``) if this fill still holds the lease; ``None`` when it was revoked or
         something newer is held."""
         try:
+            script_keys, leaf = keys.entry_script_keys(ns, key)
             reply = await self.scripts.origin_fill(
-                keys=[keys.entry(ns, key), keys.digest(ns), keys.lease(ns, key)],
+                keys=script_keys,
                 args=[
                     token,
                     value or b"",
@@ -299,7 +312,7 @@ class RegionStore:
                     int(keep_after_expiry * 1000),
                     generation,
                     key,
-                    keys.index_prefix(ns),
+                    leaf,
                     "1" if value is None else "",
                 ],
             )
@@ -341,7 +354,8 @@ class RegionStore:
             raise _unavailable(exc) from None
 
     async def apply_eviction(self, policy: str | None, maxmemory: int | None) -> None:
-        """Set ``volatile-<policy>`` and ``maxmemory``; managed Redis may refuse CONFIG.
+        """Set ``volatile-<policy>`` and ``maxmemory`` (on every node of a cluster, so a
+        promoted replica keeps them); managed Redis may refuse CONFIG.
 
         Every entry and tombstone carries a TTL while namespace metadata and the
         outbox carry none, so ``volatile-*`` evicts exactly the cache entries.
@@ -349,23 +363,36 @@ class RegionStore:
         LRU clock ticks once a second even a hash read on every request goes,
         which (safely, but needlessly) voids every entry of the namespace.
         """
+        settings: list[tuple[str, str]] = []
+        if policy is not None:
+            settings.append(("maxmemory-policy", redis_policy(policy)))
+        if maxmemory is not None:
+            settings.append(("maxmemory", str(maxmemory)))
         try:
-            if policy is not None:
-                await self.redis.config_set("maxmemory-policy", redis_policy(policy))
-            if maxmemory is not None:
-                await self.redis.config_set("maxmemory", str(maxmemory))
+            for name, value in settings:
+                if isinstance(self.redis, RedisCluster):
+                    await self.redis.config_set(name, value, target_nodes=RedisCluster.ALL_NODES)
+                else:
+                    await self.redis.config_set(name, value)
         except ResponseError as exc:
             log.warning("redis refused eviction settings (managed Redis?): %s", exc)
 
     async def memory_info(self) -> dict[str, Any]:
+        """Eviction policy and memory of the region's Redis (summed over a cluster's
+        primaries)."""
         try:
-            info = await self.redis.info("memory")
+            if isinstance(self.redis, RedisCluster):
+                per_node = await self.redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+                nodes = list(per_node.values())
+            else:
+                nodes = [await self.redis.info("memory")]
         except RedisError as exc:
             raise _unavailable(exc) from None
         return {
-            "maxmemory_policy": info.get("maxmemory_policy"),
-            "maxmemory": info.get("maxmemory"),
-            "used_memory": info.get("used_memory"),
+            "maxmemory_policy": nodes[0].get("maxmemory_policy") if nodes else None,
+            "maxmemory": sum(int(n.get("maxmemory", 0)) for n in nodes),
+            "used_memory": sum(int(n.get("used_memory", 0)) for n in nodes),
+            **({"cluster_primaries": len(nodes)} if self.cluster else {}),
         }
 
 

@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_port=args.base_port,
                 state_dir=args.state_dir,
                 ready_timeout=args.ready_timeout,
+                redis_cluster=args.redis_cluster,
             )
         if args.command == "down":
             return down.run(state_dir=args.state_dir, timeout=args.timeout)
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up_cmd.add_argument(
         "--base-port", type=_port, default=8100, help="port of the first region (default 8100)"
+    )
+    up_cmd.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="run each region on a Redis Cluster of 6 redis-server processes "
+        "(3 primaries, 3 replicas), made anew by each up, instead of one redis-server",
     )
     up_cmd.add_argument(
         "--ready-timeout",

@@ -26,12 +26,20 @@ class Plan:
     state_dir: Path
     config: PlatformConfig
     kafka_port: int
-    redis_ports: Mapping[str, int]
+    # each region's Redis: one server, or with ``redis_cluster`` the nodes of a Redis
+    # Cluster (3 primaries, 3 replicas), the first of which is its seed URL
+    redis_nodes: Mapping[str, tuple[int, ...]]
     # health and metrics port of each region's relay
     relay_ports: Mapping[str, int]
     reconciler_port: int
     # health, metrics and report port of the consistency meter
     meter_port: int
+    redis_cluster: bool = False
+
+    @property
+    def redis_ports(self) -> Mapping[str, int]:
+        """The port of each region's Redis (a cluster's seed node)."""
+        return {region: nodes[0] for region, nodes in self.redis_nodes.items()}
 
     def port(self, region: str) -> int:
         return self.base_port + self.regions.index(region)
@@ -43,7 +51,8 @@ class Plan:
         return f"redis://{HOST}:{self.redis_ports[region]}/0"
 
     def redis_dir(self, region: str) -> Path:
-        return self.state_dir / "redis" / region
+        # a cluster is made anew by every `up` (its nodes files name this run's ports)
+        return self.state_dir / ("redis-cluster" if self.redis_cluster else "redis") / region
 
     @property
     def kafka(self) -> str:
@@ -80,7 +89,12 @@ def resolve_config(config_file: Path | None, regions: str | None, base_port: int
     return config
 
 
-def make_plan(config: PlatformConfig, *, base_port: int, state_dir: Path) -> Plan:
+CLUSTER_NODES = 6
+
+
+def make_plan(
+    config: PlatformConfig, *, base_port: int, state_dir: Path, redis_cluster: bool = False
+) -> Plan:
     """Check the service ports are free and pick free ports for the broker and each Redis."""
     regions = tuple(config.platform.regions)
     service_ports = [base_port + i for i in range(len(regions))]
@@ -90,20 +104,25 @@ def make_plan(config: PlatformConfig, *, base_port: int, state_dir: Path) -> Pla
             f"port {', '.join(map(str, busy))} on {HOST} is in use; "
             f"region ports are {service_ports[0]}..{service_ports[-1]}: choose another --base-port"
         )
+    per_region = CLUSTER_NODES if redis_cluster else 1
     kafka_port, reconciler_port, meter_port, *others = _pick_ports(
-        3 + 2 * len(regions), avoid=service_ports
+        3 + (1 + per_region) * len(regions), avoid=service_ports
     )
-    redis_ports, relay_ports = others[: len(regions)], others[len(regions) :]
+    relay_ports, redis_ports = others[: len(regions)], others[len(regions) :]
     return Plan(
         regions=regions,
         base_port=base_port,
         state_dir=state_dir,
         config=config,
         kafka_port=kafka_port,
-        redis_ports=dict(zip(regions, redis_ports, strict=True)),
+        redis_nodes={
+            region: tuple(redis_ports[i * per_region : (i + 1) * per_region])
+            for i, region in enumerate(regions)
+        },
         relay_ports=dict(zip(regions, relay_ports, strict=True)),
         reconciler_port=reconciler_port,
         meter_port=meter_port,
+        redis_cluster=redis_cluster,
     )
 
 

@@ -12,13 +12,22 @@ import asyncio
 import functools
 import json
 import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
 from libs.common.kafka import ensure_topics
-from libs.common.processes import broker_process, port_open, redis_process, service_process
+from libs.common.processes import (
+    broker_process,
+    create_cluster,
+    port_open,
+    redis_cluster_processes,
+    redis_process,
+    service_process,
+)
 from libs.common.settings import KafkaSettings
 from services.cli.plan import HOST, Plan
 from services.cli.state import SUPERVISOR, ClusterState, RegionEndpoints
@@ -27,6 +36,7 @@ from services.cli.supervisor import Member, StartupFailed, Supervisor
 # The scope of a process that exists once per platform, as in "broker:local".
 LOCAL = "local"
 TOPICS_TIMEOUT = 30.0
+CLUSTER_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ def service_env(plan: Plan, region: str) -> dict[str, str]:
     return {
         "MRCACHE_REGION": region,
         "MRCACHE_REDIS__URL": plan.redis_url(region),
+        "MRCACHE_REDIS__CLUSTER": "true" if plan.redis_cluster else "false",
         "MRCACHE_KAFKA__BOOTSTRAP": plan.kafka,
         "MRCACHE_CONFIG": str(plan.config_path),
         # Text logs: the supervisor shows their last lines when a process fails.
@@ -131,6 +142,27 @@ SERVICE_ROLES: tuple[ServiceRole, ...] = (
 )
 
 
+def _start_redis_clusters(plan: Plan, supervisor: Supervisor) -> None:
+    """Per region a Redis Cluster of 3 primaries and 3 replicas, made anew each time."""
+    members: list[Member] = []
+    for region in plan.regions:
+        shutil.rmtree(plan.redis_dir(region), ignore_errors=True)
+        procs = redis_cluster_processes(
+            plan.redis_nodes[region], plan.redis_dir(region), name=f"redis-{region}"
+        )
+        members += [
+            Member(f"redis-{n}:{region}", proc, functools.partial(port_open, HOST, port))
+            for n, (proc, port) in enumerate(zip(procs, plan.redis_nodes[region], strict=True), 1)
+        ]
+    supervisor.launch(members)
+    for region in plan.regions:
+        try:
+            create_cluster(plan.redis_nodes[region], timeout=CLUSTER_TIMEOUT)
+        except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+            first = next(m for m in members if m.key.endswith(f":{region}"))
+            raise StartupFailed(first, f"could not form the Redis Cluster: {exc}") from None
+
+
 def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
     """Start everything through ``supervisor`` and describe it for cluster.json."""
     broker = Member(
@@ -139,21 +171,24 @@ def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
         functools.partial(port_open, HOST, plan.kafka_port),
     )
     supervisor.launch([broker])
-    supervisor.launch(
-        [
-            Member(
-                f"redis:{region}",
-                redis_process(
-                    plan.redis_ports[region],
-                    plan.redis_dir(region),
-                    name=f"redis-{region}",
-                    persistent=True,
-                ),
-                functools.partial(port_open, HOST, plan.redis_ports[region]),
-            )
-            for region in plan.regions
-        ]
-    )
+    if plan.redis_cluster:
+        _start_redis_clusters(plan, supervisor)
+    else:
+        supervisor.launch(
+            [
+                Member(
+                    f"redis:{region}",
+                    redis_process(
+                        plan.redis_ports[region],
+                        plan.redis_dir(region),
+                        name=f"redis-{region}",
+                        persistent=True,
+                    ),
+                    functools.partial(port_open, HOST, plan.redis_ports[region]),
+                )
+                for region in plan.regions
+            ]
+        )
     # Before any service: every consumer must see the same partitions from the first event.
     try:
         asyncio.run(
@@ -182,7 +217,12 @@ def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
         )
     return ClusterState(
         regions={
-            region: RegionEndpoints(url=plan.url(region), redis=plan.redis_url(region))
+            region: RegionEndpoints(
+                url=plan.url(region),
+                redis=plan.redis_url(region),
+                redis_cluster=plan.redis_cluster,
+                redis_nodes=[f"{HOST}:{port}" for port in plan.redis_nodes[region]],
+            )
             for region in plan.regions
         },
         kafka=plan.kafka,

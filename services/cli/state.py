@@ -33,6 +33,9 @@ class RegionEndpoints(BaseModel):
 
     url: str
     redis: str
+    # with `up --redis-cluster`: redis is the seed node, redis_nodes every node
+    redis_cluster: bool = False
+    redis_nodes: list[str] = Field(default_factory=list)
 
 
 class ClusterState(BaseModel):

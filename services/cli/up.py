@@ -30,6 +30,7 @@ def run(
     base_port: int,
     state_dir: Path,
     ready_timeout: float,
+    redis_cluster: bool = False,
 ) -> int:
     """Start, print the endpoints, serve until a signal or a child's death, stop everything.
 
@@ -42,7 +43,9 @@ def run(
     # One line per readiness poll would drown the supervisor's own log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with supervisor_lock(state_dir):
-        plan = make_plan(config, base_port=base_port, state_dir=state_dir)
+        plan = make_plan(
+            config, base_port=base_port, state_dir=state_dir, redis_cluster=redis_cluster
+        )
         # The lock was free, so a cluster.json here is left by a supervisor that was killed.
         remove_state(state_dir)
         plan.log_dir.mkdir(parents=True, exist_ok=True)

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import functools
 
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from libs.common.debezium import to_event
 from libs.common.metrics import Metrics
-from libs.common.service import make_redis
+from libs.common.redisclient import RedisClient, make_redis
 from libs.common.sidecar import sidecar_app
 from libs.common.store import RegionStore
 from services.invalidation_relay.relay import Relay
 from services.invalidation_relay.settings import RelaySettings
 
 
-def build_relay(settings: RelaySettings) -> tuple[Relay, Redis]:
+def build_relay(settings: RelaySettings) -> tuple[Relay, RedisClient]:
     platform = settings.platform()
     redis = make_redis(settings.redis, max_connections=16)
     relay = Relay(

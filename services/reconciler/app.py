@@ -19,9 +19,8 @@ from starlette.routing import Route
 
 from libs.common.errors import ConfigError
 from libs.common.metrics import Metrics
+from libs.common.redisclient import make_redis
 from libs.common.responses import JsonResponse
-from libs.common.service import make_redis
-from libs.common.settings import RedisSettings
 from libs.common.sidecar import sidecar_app
 from libs.common.store import RegionStore
 from services.reconciler.reconcile import Reconciler, Report
@@ -86,7 +85,7 @@ def create_app(settings: ReconcilerSettings) -> Starlette:
         raise ConfigError(f"MRCACHE_REGION_REDIS has no Redis URL for {missing}")
     clients = {
         region: make_redis(
-            RedisSettings(url=urls[region], password=settings.redis.password), max_connections=8
+            settings.redis.model_copy(update={"url": urls[region]}), max_connections=8
         )
         for region in platform.platform.regions
     }

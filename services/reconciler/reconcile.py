@@ -13,8 +13,10 @@ so a repair never removes a copy newer than the target, even when a write lands
 during the diff. Namespace generations and tag versions are raised to the
 highest any region has.
 
-Redis is never blocked: digests are read with HSCAN in pages, leaves in small
-batches with a pause between them, and no command touches more than one leaf.
+Redis is never blocked: namespaces are found with an incremental SCAN, digests
+are read a page of buckets at a time, leaves in small batches with a pause
+between them, and no command touches more than one bucket, so nothing assumes
+that two keys share a node.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from libs.common.store import Entry, Lookup, RegionStore
 log = logging.getLogger(__name__)
 
 _SCAN_COUNT = 1000
+# bucket digests read per round trip (16 leaves each)
+_DIGEST_PAGE = 512
 # repairs in flight at once: enough to hide round trips, few enough to stay polite
 _CONCURRENT_REPAIRS = 32
 
@@ -84,31 +88,41 @@ class Reconciler:
         report.regions = sorted(live)
         report.repairs = dict.fromkeys(live, 0)
         if len(live) >= 2:
-            for ns in sorted(await self._namespaces(live)):
+            inventory = await self._inventory(live)
+            for ns in sorted(inventory):
                 report.namespaces += 1
                 try:
-                    await self._namespace(ns, live, report)
+                    await self._namespace(ns, inventory[ns], live, report)
                 except (RedisError, StoreUnavailable) as exc:
                     log.warning("reconciler: namespace %s interrupted: %r", ns, exc)
         report.seconds = time.perf_counter() - started
         return report
 
-    async def _namespaces(self, live: Mapping[str, RegionStore]) -> set[str]:
-        found: set[str] = set()
+    async def _inventory(self, live: Mapping[str, RegionStore]) -> dict[str, set[str]]:
+        """Every namespace any region knows, with the buckets any region has digests of.
+
+        One incremental SCAN per node (a cluster's client walks every primary)."""
+        found: dict[str, set[str]] = {}
         for store in live.values():
-            for pattern in (f"{keys.PREFIX}:dg:*", f"{keys.PREFIX}:n:*"):
-                async for name in store.redis.scan_iter(match=pattern, count=_SCAN_COUNT):
-                    text = _text(name)
-                    if "{" in text and text.endswith("}"):
-                        found.add(text[text.index("{") + 1 : -1])
+            async for name in store.redis.scan_iter(
+                match=keys.INVENTORY_PATTERN, count=_SCAN_COUNT
+            ):
+                text = _text(name)
+                if (digest := keys.parse_digest(text)) is not None:
+                    found.setdefault(digest[0], set()).add(digest[1])
+                elif (ns := keys.parse_meta(text)) is not None:
+                    found.setdefault(ns, set())
         return found
 
-    async def _namespace(self, ns: str, live: Mapping[str, RegionStore], report: Report) -> None:
+    async def _namespace(
+        self, ns: str, buckets: set[str], live: Mapping[str, RegionStore], report: Report
+    ) -> None:
         await self._meta(ns, live, report)
         source = self.platform.namespace(ns).source_of_truth
         if source is not None:
             await self._against_source(ns, source, live, report)
-        digests = {region: await _hscan(store, keys.digest(ns)) for region, store in live.items()}
+        ordered = sorted(buckets)
+        digests = {region: await _digests(store, ns, ordered) for region, store in live.items()}
         leaves = set().union(*(d.keys() for d in digests.values()))
         differing = sorted(
             leaf for leaf in leaves if len({d.get(leaf, 0) for d in digests.values()}) > 1
@@ -279,10 +293,16 @@ async def _state_of(
     return False, result.entry
 
 
-async def _hscan(store: RegionStore, name: bytes) -> dict[str, int]:
+async def _digests(store: RegionStore, ns: str, buckets: list[str]) -> dict[str, int]:
+    """Leaf -> digest over the given buckets, a page of buckets per round trip."""
     found: dict[str, int] = {}
-    async for field_name, value in store.redis.hscan_iter(name, count=_SCAN_COUNT):
-        found[_text(field_name)] = int(value)
+    for start in range(0, len(buckets), _DIGEST_PAGE):
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for bucket in buckets[start : start + _DIGEST_PAGE]:
+                pipe.hgetall(keys.digest(ns, bucket))
+            replies = await pipe.execute()
+        for raw in replies:
+            found.update((_text(leaf), int(value)) for leaf, value in raw.items())
     return found
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from libs.common.breaker import BreakerSettings
 from libs.common.config import NamespaceConfig, PlatformConfig
 from libs.common.homes import home_region
@@ -14,7 +12,7 @@ from libs.common.metrics import Metrics
 from libs.common.naming import jittered_ttl
 from libs.common.origin import OriginClient
 from libs.common.publisher import EventPublisher
-from libs.common.service import make_redis
+from libs.common.redisclient import RedisClient, make_redis
 from libs.common.store import RegionStore
 from services.regional_cache.fill import Filler
 from services.regional_cache.regions import RegionClient
@@ -27,7 +25,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: RegionalCacheSettings
     platform: PlatformConfig
-    redis: Redis
+    redis: RedisClient
     store: RegionStore
     publisher: EventPublisher
     metrics: Metrics

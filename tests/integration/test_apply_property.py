@@ -18,13 +18,12 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
 from libs.common import keys
 from libs.common.apply import apply_event
 from libs.common.events import Event, decode, encode, key_event, namespace_event, tag_event
 from libs.common.store import Lookup, RegionStore
-from tests.support.platform import RedisServer
+from tests.support.platform import RedisBackend
 
 KEY = "item/1"
 TAGS = ("red", "blue")
@@ -33,8 +32,8 @@ REPLICA_TTL = 600.0
 
 
 @pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RegionStore]:
-    client = Redis.from_url(redis_server.url)
+async def store(redis_backend: RedisBackend) -> AsyncIterator[RegionStore]:
+    client = redis_backend.async_client()
     yield RegionStore(client, tombstone_ttl=600)
     await client.aclose()
 
@@ -148,10 +147,10 @@ async def raw_entry(store: RegionStore, ns: str) -> dict[bytes, bytes]:
 
 
 async def applied_index(store: RegionStore, ns: str) -> tuple[int, dict[bytes, bytes]]:
-    """The key's applied version in the never-evicted index, and the namespace's digests."""
+    """The key's applied version in the never-evicted index, and its bucket's digests."""
     leaf = hashlib.sha1(KEY.encode(), usedforsecurity=False).hexdigest()[:4]
     version = await store.redis.hget(keys.index(ns, leaf), KEY)
-    digests = await store.redis.hgetall(keys.digest(ns))
+    digests = await store.redis.hgetall(keys.digest(ns, leaf[: keys.BUCKET_DIGITS]))
     return int(version or 0), {bytes(k): bytes(v) for k, v in digests.items()}  # type: ignore[arg-type]
 
 

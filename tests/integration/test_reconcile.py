@@ -1,4 +1,5 @@
-"""The reconciler's pass on real Redis: two regions as two databases of the test server."""
+"""The reconciler's pass on real Redis: two regions as two databases of the test server,
+or (backend ``cluster``) the test Redis Cluster as us-east and a database as eu-west."""
 
 from __future__ import annotations
 
@@ -14,20 +15,28 @@ from redis.asyncio import Redis
 
 from libs.common import keys
 from libs.common.config import PlatformConfig
+from libs.common.redisclient import RedisClient
 from libs.common.store import Entry, Lookup, RegionStore
 from services.reconciler import reconcile
 from services.reconciler.reconcile import Reconciler
-from tests.support.platform import RedisServer
+from tests.support.platform import RedisBackend, RedisServer
 
 
 @pytest.fixture
-async def two(redis_server: RedisServer) -> AsyncIterator[dict[str, RegionStore]]:
-    clients = {
-        name: Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
-        for name, db in (("us-east", 3), ("eu-west", 4))
+async def two(
+    redis_backend: RedisBackend, redis_server: RedisServer
+) -> AsyncIterator[dict[str, RegionStore]]:
+    base = redis_server.url.rsplit("/", 1)[0]
+    clients: dict[str, RedisClient] = {
+        "us-east": redis_backend.async_client()
+        if redis_backend.cluster
+        else Redis.from_url(f"{base}/3"),
+        "eu-west": Redis.from_url(f"{base}/4"),
     }
     for client in clients.values():
-        await client.flushdb()  # these databases belong to this module: a pass sees only this test
+        # a pass sees only this test; the other tests of the shared cluster each keep
+        # to their own namespace, so emptying it between tests changes nothing for them
+        await client.flushdb()
     yield {name: RegionStore(c, tombstone_ttl=60) for name, c in clients.items()}
     for c in clients.values():
         await c.aclose()

@@ -6,17 +6,16 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from libs.common import keys
 from libs.common.errors import PreconditionFailed, StaleVersion
 from libs.common.store import Entry, Lookup, RegionStore
-from tests.support.platform import RedisServer
+from tests.support.platform import RedisBackend
 
 
 @pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RegionStore]:
-    client = Redis.from_url(redis_server.url)
+async def store(redis_backend: RedisBackend) -> AsyncIterator[RegionStore]:
+    client = redis_backend.async_client()
     yield RegionStore(client, tombstone_ttl=60)
     await client.aclose()
 
@@ -80,12 +79,20 @@ async def test_entries_are_valid_until_their_namespace_is_invalidated(
     assert (await store.read(ns, "k")).lookup is Lookup.INVALIDATED
 
 
-async def test_entry_keys_share_one_hash_slot(ns: str) -> None:
+async def test_every_key_a_script_of_an_entry_touches_shares_one_hash_slot(ns: str) -> None:
     from redis.crc import key_slot
 
-    for key in ["plain", "with}brace", "{x}", "}{", "a/b"]:
-        entry = keys.entry(ns, key)
-        assert key_slot(entry) == key_slot(entry.replace(b"mrc:e:", b"mrc:l:")), key
+    slots = set()
+    for key in ["plain", "with}brace", "{x}", "}{", "a/b", "日本", "x" * 512]:
+        script_keys, leaf = keys.entry_script_keys(ns, key)
+        assert script_keys[0] == keys.entry(ns, key) and script_keys[2] == keys.lease(ns, key)
+        assert script_keys[3] == keys.index(ns, leaf) and leaf == keys.leaf_of(key)
+        assert len({key_slot(k) for k in script_keys}) == 1, key
+        slots.add(key_slot(script_keys[0]))
+    # and one namespace's entries spread over the slots (buckets of 3 hex digits)
+    assert len(slots) > 1
+    spread = {key_slot(keys.entry(ns, f"k{i}")) for i in range(2000)}
+    assert len(spread) > 1000
 
 
 async def test_read_many_mixes_results(store: RegionStore, ns: str) -> None:
@@ -114,7 +121,7 @@ async def test_applied_index_and_digest_follow_every_change(store: RegionStore, 
         index = await store.redis.hgetall(keys.index(ns, leaf))
         assert index[key.encode()] == str(version).encode()
         same_leaf = {k: v for k, v in expected.items() if keys.leaf_of(k) == leaf}
-        digest = await store.redis.hget(keys.digest(ns), leaf)
+        digest = await store.redis.hget(keys.digest(ns, leaf[: keys.BUCKET_DIGITS]), leaf)
         assert digest is not None and int(digest) == leaf_digest(same_leaf)
     assert tomb > w.version
 
@@ -124,9 +131,10 @@ async def test_eviction_does_not_change_the_digest_nor_let_old_fills_in(
 ) -> None:
     w = await store.write(ns, "k", b"v1", content_type="x", ttl=60)
     _, tomb = await store.tombstone(ns, "k")
-    before = await store.redis.hgetall(keys.digest(ns))
+    bucket = keys.digest(ns, keys.leaf_of("k")[: keys.BUCKET_DIGITS])
+    before = await store.redis.hgetall(bucket)
     await store.redis.delete(keys.entry(ns, "k"))  # as eviction would
-    assert await store.redis.hgetall(keys.digest(ns)) == before
+    assert await store.redis.hgetall(bucket) == before
     old = (await store.read(ns, "k")).lookup
     assert old is Lookup.ABSENT
     stale = Entry(

@@ -3,14 +3,14 @@
 -- An equal version installs only where this region holds no copy of it: a
 -- 'superseded' marker or negative entry of that version, or nothing (evicted or expired).
 -- This comparison is what closes the stale-set race of architecture.md.
--- KEYS[1] entry hash   KEYS[2] namespace digest hash   KEYS[3] the entry's lease
+-- KEYS[1] entry hash   KEYS[2] bucket digest   KEYS[3] the entry's lease   KEYS[4] leaf index
 -- ARGV[1] value  ARGV[2] content type  ARGV[3] version  ARGV[4] written ms
 -- ARGV[5] expires ms (absolute)  ARGV[6] ms to keep past expiry
 -- ARGV[7] generation  ARGV[8] tags  ARGV[9] tag versions
--- ARGV[10] the key  ARGV[11] the namespace's index prefix
+-- ARGV[10] the key   ARGV[11] its leaf
 -- Returns {1, version} or {0, current}.
 local held = redis.call('HMGET', KEYS[1], 'ver', 'tomb')
-local cur = math.max(tonumber(held[1]) or 0, applied_version(ARGV[11], ARGV[10]))
+local cur = math.max(tonumber(held[1]) or 0, applied_version(ARGV[10]))
 local ver = tonumber(ARGV[3])
 if ver < cur then return {0, cur} end
 if ver == cur and tonumber(held[1]) == ver and held[2] ~= 'm' and held[2] ~= 'n' then
@@ -24,7 +24,7 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ct', ARGV[2], 'ver', ARGV[3], 'ts', ARGV[4],
   'exp', ARGV[5], 'gen', ARGV[7], 'tg', ARGV[8], 'tv', ARGV[9])
 redis.call('PEXPIREAT', KEYS[1], exp + tonumber(ARGV[6]))
-record_applied(ARGV[11], KEYS[2], ARGV[10], ver)
+record_applied(ARGV[10], ARGV[11], ver)
 -- any change of the entry revokes an origin fill in flight (its install will be refused)
 redis.call('DEL', KEYS[3])
 return {1, ver}

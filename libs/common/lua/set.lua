@@ -1,11 +1,11 @@
 -- Versioned set of one entry (home region write).
--- KEYS[1] entry hash   KEYS[2] namespace digest hash   KEYS[3] the entry's lease
+-- KEYS[1] entry hash   KEYS[2] bucket digest   KEYS[3] the entry's lease   KEYS[4] leaf index
 -- ARGV[1] value          ARGV[2] content type     ARGV[3] ttl in ms
 -- ARGV[4] ms to keep the hash past its soft expiry (stale window)
 -- ARGV[5] namespace generation at write   ARGV[6] tags "a,b"   ARGV[7] tag versions "3,9"
 -- ARGV[8] external version, '' to assign one
 -- ARGV[9] expected current raw version of the entry ('' = no condition, '0' = nothing held)
--- ARGV[10] the key   ARGV[11] the namespace's index prefix
+-- ARGV[10] the key   ARGV[11] its leaf
 -- Returns {1, version, written_ms, expires_ms} or {0, 'stale'|'precondition', current}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -14,7 +14,7 @@ local held = tonumber(redis.call('HGET', KEYS[1], 'ver')) or 0
 if ARGV[9] ~= '' and tonumber(ARGV[9]) ~= held then
   return {0, 'precondition', held}
 end
-local cur = math.max(held, applied_version(ARGV[11], ARGV[10]))
+local cur = math.max(held, applied_version(ARGV[10]))
 local ver
 if ARGV[8] ~= '' then
   ver = tonumber(ARGV[8])
@@ -29,7 +29,7 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ct', ARGV[2], 'ver', string.format('%
   'ts', string.format('%d', now_ms), 'exp', string.format('%d', exp),
   'gen', ARGV[5], 'tg', ARGV[6], 'tv', ARGV[7])
 redis.call('PEXPIREAT', KEYS[1], exp + tonumber(ARGV[4]))
-record_applied(ARGV[11], KEYS[2], ARGV[10], ver)
+record_applied(ARGV[10], ARGV[11], ver)
 -- any change of the entry revokes an origin fill in flight (its install will be refused)
 redis.call('DEL', KEYS[3])
 return {1, ver, now_ms, exp}

@@ -1,0 +1,50 @@
+"""A region's Redis client: one standalone server, or a Redis Cluster.
+
+Everything mrcache does on Redis works on both: the scripts of one entry stay
+in one hash slot (``keys.py``), namespace metadata is read with plain commands,
+and scans run on every primary. The cluster client follows MOVED and ASK
+redirections during resharding and rediscovers the topology after a failover.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from libs.common.settings import RedisSettings
+
+RedisClient: TypeAlias = Redis | RedisCluster
+
+# a failover takes the cluster's node timeout plus an election; retry for that long
+_CLUSTER_RETRIES = 12
+
+
+def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -> RedisClient:
+    """The client for ``settings.url``; with ``settings.cluster`` the URL is one seed node."""
+    password = settings.password
+    common: dict[str, Any] = {
+        "password": password.get_secret_value() if password else None,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_timeout,
+        "max_connections": max_connections or settings.max_connections,
+    }
+    if not settings.cluster:
+        return Redis.from_url(settings.url, **common)
+    return RedisCluster.from_url(
+        settings.url,
+        **common,
+        retry=Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=1.0),
+            _CLUSTER_RETRIES,
+            supported_errors=(RedisConnectionError, RedisTimeoutError),
+        ),
+    )
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
