@@ -18,16 +18,14 @@ import pytest
 from libs.common.processes import free_port
 from tests.support.platform import (
     Broker,
-    RedisBackend,
-    RedisClusterNodes,
     RedisServer,
     Service,
     running_service,
     service_env,
     start_broker,
     start_redis,
-    start_redis_cluster,
 )
+from tests.support.redis_cluster import RedisBackend, RedisClusterNodes, start_redis_cluster
 
 
 @pytest.fixture(scope="session")

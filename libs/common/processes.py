@@ -217,6 +217,9 @@ def redis_cluster_processes(
                 # a replica promoted after a failover must not refuse to serve
                 "--cluster-replica-validity-factor",
                 "0",
+                # replicas sync at once rather than after the default 5 s wait for company
+                "--repl-diskless-sync-delay",
+                "0",
             ),
         )
         for port, bus in zip(ports, bus_ports, strict=True)
@@ -224,8 +227,29 @@ def redis_cluster_processes(
 
 
 def cluster_formed(ports: Sequence[int]) -> bool:
-    """Whether these nodes form one cluster (also after a restart with their nodes files)."""
-    return all(cluster_ok(port, nodes=len(ports)) for port in ports)
+    """Whether these nodes form one cluster (also after a restart with their nodes files)
+    whose replicas have finished their first sync with their primaries."""
+    return all(cluster_ok(port, nodes=len(ports)) and _replication_up(port) for port in ports)
+
+
+def _replication_up(port: int) -> bool:
+    info = _info(port, "info", "replication")
+    return info.get("role") != "slave" or info.get("master_link_status") == "up"
+
+
+def _info(port: int, *section: str) -> dict[str, str]:
+    done = subprocess.run(
+        [redis_cli_bin(), "-p", str(port), *section],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    return {
+        key: value.strip()
+        for key, _, value in (line.partition(":") for line in done.stdout.splitlines())
+        if value
+    }
 
 
 def create_cluster(ports: Sequence[int], *, replicas: int = 1, timeout: float = 60.0) -> None:
@@ -245,18 +269,11 @@ def create_cluster(ports: Sequence[int], *, replicas: int = 1, timeout: float = 
 def cluster_ok(port: int, *, nodes: int) -> bool:
     """``cluster_state:ok``, all 16,384 slots served and ``nodes`` nodes known, as this
     node sees it."""
-    done = subprocess.run(
-        [redis_cli_bin(), "-p", str(port), "cluster", "info"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
-    )
-    info = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    info = _info(port, "cluster", "info")
     return (
-        info.get("cluster_state", "").strip() == "ok"
-        and info.get("cluster_slots_ok", "").strip() == "16384"
-        and info.get("cluster_known_nodes", "").strip() == str(nodes)
+        info.get("cluster_state") == "ok"
+        and info.get("cluster_slots_ok") == "16384"
+        and info.get("cluster_known_nodes") == str(nodes)
     )
 
 

@@ -38,6 +38,9 @@ def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -
     return RedisCluster.from_url(
         settings.url,
         **common,
+        # a MOVED reply patches the slot table; the default (a full rediscovery every 5th
+        # MOVED) closes every connection, also those other requests are using
+        reinitialize_steps=0,
         retry=Retry(
             ExponentialWithJitterBackoff(base=0.05, cap=1.0),
             _CLUSTER_RETRIES,

@@ -23,7 +23,7 @@ from libs.common import keys
 from libs.common.apply import apply_event
 from libs.common.events import Event, decode, encode, key_event, namespace_event, tag_event
 from libs.common.store import Lookup, RegionStore
-from tests.support.platform import RedisBackend
+from tests.support.redis_cluster import RedisBackend
 
 KEY = "item/1"
 TAGS = ("red", "blue")

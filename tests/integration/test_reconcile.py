@@ -19,7 +19,8 @@ from libs.common.redisclient import RedisClient
 from libs.common.store import Entry, Lookup, RegionStore
 from services.reconciler import reconcile
 from services.reconciler.reconcile import Reconciler
-from tests.support.platform import RedisBackend, RedisServer
+from tests.support.platform import RedisServer
+from tests.support.redis_cluster import RedisBackend
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from libs.common import keys
 from libs.common.errors import PreconditionFailed, StaleVersion
 from libs.common.store import Entry, Lookup, RegionStore
-from tests.support.platform import RedisBackend
+from tests.support.redis_cluster import RedisBackend
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import TypeVar
 
 import httpx
 import redis
@@ -21,9 +21,7 @@ import redis.asyncio
 from libs.common.processes import (
     ManagedProcess,
     broker_process,
-    create_cluster,
     free_port,
-    redis_cluster_processes,
     redis_process,
     service_process,
     wait_port,
@@ -53,51 +51,6 @@ class RedisServer:
 
     def async_client(self) -> RedisClient:
         return make_redis(self.settings())
-
-
-@dataclass
-class RedisClusterNodes:
-    """A local Redis Cluster: 3 primaries and a replica each, as ``redis-cli`` made it."""
-
-    ports: list[int]
-    procs: list[ManagedProcess]
-    cluster = True
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports[0]}/0"
-
-    def settings(self) -> RedisSettings:
-        return RedisSettings(url=self.url, cluster=True)
-
-    def client(self) -> redis.RedisCluster:
-        return redis.RedisCluster.from_url(self.url)
-
-    def async_client(self) -> RedisClient:
-        return make_redis(self.settings())
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.stop()
-
-
-# what the contract suite runs over
-RedisBackend: TypeAlias = RedisServer | RedisClusterNodes
-
-
-def start_redis_cluster(workdir: Path, *, nodes: int = 6) -> RedisClusterNodes:
-    ports = [free_port() for _ in range(nodes)]
-    procs = redis_cluster_processes(ports, workdir / f"cluster-{ports[0]}")
-    try:
-        for proc, port in zip(procs, ports, strict=True):
-            proc.start()
-            wait_port(proc, port)
-        create_cluster(ports)
-    except BaseException:
-        for proc in procs:
-            proc.stop()
-        raise
-    return RedisClusterNodes(ports, procs)
 
 
 @dataclass
