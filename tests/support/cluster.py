@@ -84,10 +84,11 @@ def running_platform(
     *,
     config: str | None = None,
     env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[Up]:
     """``mrcache up`` with ``regions`` (and a config text) until the block ends."""
     workdir.mkdir(parents=True, exist_ok=True)
-    args = ["--regions", ",".join(regions)]
+    args = ["--regions", ",".join(regions), *extra_args]
     if config is not None:
         path = workdir / "mrcache.toml"
         path.write_text(config)
