@@ -25,6 +25,7 @@ key                                    type   holds
                                               (tag versions); absent = never invalidated
 ``mrc:hot:{<region>}``                 zset   the region's hottest keys (``<ns>/<key>``),
                                               decaying read counts from the samplers
+``mrc:hot-decay:{<region>}``           str    held by the process that last halved them
 ``mrc:outbox:{<region>}``              list   encoded events waiting for Kafka, oldest first
 ``mrc:outbox-lock:{<region>}``         str    token of the process draining the outbox
 =====================================  =====  ========================================
@@ -139,6 +140,10 @@ def namespace_meta(ns: str) -> bytes:
 
 def hot(region: str) -> bytes:
     return f"{PREFIX}:hot:{{{region}}}".encode()
+
+
+def hot_decay(region: str) -> bytes:
+    return f"{PREFIX}:hot-decay:{{{region}}}".encode()
 
 
 def tag_field(tag: str) -> str:

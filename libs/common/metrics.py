@@ -182,6 +182,28 @@ class Metrics:
             ["origin", "to"],
             registry=r,
         )
+        # hot keys and the per-process near cache (services/regional_cache/nearcache.py)
+        self.hot_keys = Gauge(
+            "mrcache_hot_keys",
+            "Keys read at or above the hot-key threshold in the last window, this process.",
+            ["region"],
+            registry=r,
+        )
+        self.near_cache_results = Counter(
+            "mrcache_near_cache_results",
+            "Near-cache lookups of hot keys: hit, miss (no copy), expired (past the bound).",
+            ["region", "result"],
+            registry=r,
+        )
+        self.near_cache_entries = Gauge(
+            "mrcache_near_cache_entries", "Copies held by the near cache.", ["region"], registry=r
+        )
+        self.near_cache_invalidations = Counter(
+            "mrcache_near_cache_invalidations",
+            "Near-cache copies dropped (invalidated by Redis, expired, or evicted).",
+            ["region"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -401,6 +401,17 @@ def redis_policy(policy: str) -> str:
     return f"volatile-{policy}"
 
 
+def judge(
+    fields: list[bytes | None], gen: bytes | None, tag_versions: Sequence[Any] | None = None
+) -> ReadResult:
+    """What an entry's raw fields (HMGET of :data:`keys.ENTRY_FIELDS`) mean, given the
+    namespace generation and, for a tagged entry, its tags' current versions."""
+    result = _judge(fields, gen)
+    if tag_versions is not None and result.lookup is Lookup.HIT:
+        result = _judge_tags(result, fields, tag_versions)
+    return result
+
+
 def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
     value, ctype, ver, written, expires, egen, tags, tag_versions, tomb = fields
     if ver is None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from libs.common.breaker import BreakerSettings
 from libs.common.config import NamespaceConfig, PlatformConfig
 from libs.common.homes import home_region
+from libs.common.hotkeys import HotKeys
 from libs.common.metrics import Metrics
 from libs.common.naming import jittered_ttl
 from libs.common.origin import OriginClient
@@ -15,6 +16,8 @@ from libs.common.publisher import EventPublisher
 from libs.common.redisclient import RedisClient, make_redis
 from libs.common.store import RegionStore
 from services.regional_cache.fill import Filler
+from services.regional_cache.hotranking import HotRanking
+from services.regional_cache.nearcache import NearCache
 from services.regional_cache.regions import RegionClient
 from services.regional_cache.settings import RegionalCacheSettings
 
@@ -32,6 +35,9 @@ class Runtime:
     regions: RegionClient
     filler: Filler
     origins: OriginClient
+    hotkeys: HotKeys
+    near: NearCache | None
+    ranking: HotRanking
     eviction_policy: str | None = None
     maxmemory: int | None = None
     _ns_cache: dict[str, NamespaceConfig] = field(default_factory=dict)
@@ -72,11 +78,31 @@ class Runtime:
                 open_seconds=settings.origin_breaker_open_seconds,
             ),
         )
+        hotkeys = HotKeys(
+            threshold=settings.hot_key_threshold, sample_every=settings.hot_key_sample_every
+        )
+        near = (
+            NearCache(
+                redis,
+                metrics,
+                settings.region,
+                staleness_ms=settings.near_cache_ms,
+                max_entries=settings.near_cache_max_entries,
+                max_value_bytes=settings.near_cache_max_value_bytes,
+            )
+            if settings.near_cache
+            else None
+        )
         return cls(
             settings=settings,
             platform=platform,
             redis=redis,
             store=store,
+            hotkeys=hotkeys,
+            near=near,
+            ranking=HotRanking(
+                redis, hotkeys, metrics, settings.region, interval=settings.hot_ranking_interval
+            ),
             regions=regions,
             filler=Filler(
                 settings.region,
@@ -104,8 +130,12 @@ class Runtime:
         await self.regions.start()
         await self.origins.start()
         await self.publisher.start()
+        await self.ranking.start()
 
     async def stop(self) -> None:
+        await self.ranking.stop()
+        if self.near is not None:
+            await self.near.stop()
         await self.publisher.stop()
         await self.filler.stop()
         await self.origins.stop()

@@ -36,6 +36,18 @@ class RegionalCacheSettings(ServiceSettings):
     origin_breaker_failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     origin_breaker_min_requests: Annotated[int, Field(ge=1)] = 10
     origin_breaker_open_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # hot keys: a read in sample_every is counted; a key read this often per second by
+    # one process is hot, and (near_cache) served from a copy in the process, dropped by
+    # Redis's invalidation messages and never older than near_cache_ms
+    hot_key_threshold: Annotated[float, Field(gt=0)] = 200.0
+    hot_key_sample_every: Annotated[int, Field(ge=1, le=1024)] = 8
+    near_cache: bool = True
+    near_cache_ms: Annotated[float, Field(gt=0, le=60_000)] = 50.0
+    near_cache_max_entries: Annotated[int, Field(ge=1)] = 1000
+    near_cache_max_value_bytes: Annotated[int, Field(ge=1)] = 64 * 1024
+    # seconds between additions of this process's hot keys to the region's ranking
+    # (what `mrcache warm` copies from)
+    hot_ranking_interval: Annotated[float, Field(gt=0)] = 5.0
     # fault drill: seconds a remote fill waits between fetching and installing (tests use it
     # to force the stale-set race)
     drill_fill_delay: Annotated[float, Field(ge=0)] = 0.0

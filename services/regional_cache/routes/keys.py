@@ -23,6 +23,7 @@ from libs.common.errors import (
     ValueTooLarge,
 )
 from libs.common.naming import (
+    MAX_BATCH_KEYS,
     NAMESPACE_RE,
     check_content_type,
     check_key,
@@ -63,7 +64,7 @@ class PutResult(BaseModel):
 
 class BatchGetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    keys: Annotated[list[str], Field(max_length=1000)]
+    keys: Annotated[list[str], Field(max_length=MAX_BATCH_KEYS)]
 
 
 class BatchItem(BaseModel):
@@ -248,18 +249,26 @@ async def get_key(request: Request) -> Response:
     floor = parse_version(floor_raw, what="min_version") if floor_raw is not None else 0
     if_none_match = headers_in.get("if-none-match")
     not_modified = parse_etag_list(if_none_match) if if_none_match is not None else []
-    result = await rt.store.read(ns, key)
-    entry = result.entry
     cache = "HIT"
-    if result.lookup is not Lookup.HIT or entry is None or entry.version < floor:
-        rt.misses.inc()
-        if "only-if-cached" in headers_in.get("cache-control", ""):
-            # RFC 9111: answer from this region's copy only; never fill
-            raise NotCached("no valid copy is cached in this region")
-        entry, cache = await _miss(rt, ns, key, result, floor)
-        if cache == "STALE":
-            rt.stales.inc()
+    near = rt.near
+    # a hot key's copy in this process, when it is there and new enough
+    entry = near.get(ns, key) if near is not None and rt.hotkeys.is_hot(ns, key) else None
+    if entry is None or entry.version < floor:
+        result = await rt.store.read(ns, key)
+        entry = result.entry
+        if result.lookup is not Lookup.HIT or entry is None or entry.version < floor:
+            rt.misses.inc()
+            if "only-if-cached" in headers_in.get("cache-control", ""):
+                # RFC 9111: answer from this region's copy only; never fill
+                raise NotCached("no valid copy is cached in this region")
+            entry, cache = await _miss(rt, ns, key, result, floor)
+            if cache == "STALE":
+                rt.stales.inc()
+        elif rt.hotkeys.observe(ns, key) and near is not None:
+            near.load(ns, key)
     else:
+        rt.hotkeys.observe(ns, key)
+    if cache == "HIT":
         rt.hits.inc()
         cfg = rt.namespace(ns)
         if cfg.xfetch_beta and cfg.origin is not None:
