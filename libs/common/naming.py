@@ -24,6 +24,9 @@ REGION_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
 NAMESPACE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_KEY_BYTES = 512
 MAX_TAGS = 16
+# keys per batch request (batchGet is api.md's; a warm-up batch is region-to-region)
+MAX_BATCH_KEYS = 1000
+MAX_WARM_KEYS = 500
 # C0 controls, DEL and C1 controls: invisible in logs and ambiguous in URLs.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 
 from libs.common.errors import ConfigError
+from libs.common.naming import MAX_WARM_KEYS
 from libs.common.settings import KafkaSettings
-from services.cli import down, status, up
+from services.cli import down, status, up, warm
 from services.cli.errors import CliError
 from services.cli.state import read_state
 from services.cli.table import render
@@ -42,6 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "down":
             return down.run(state_dir=args.state_dir, timeout=args.timeout)
+        if args.command == "warm":
+            return warm.run(
+                state_dir=args.state_dir,
+                source=args.source,
+                target=args.target,
+                top=args.top,
+                rate=args.rate,
+                batch=args.batch,
+            )
         if args.command == "check":
             return check(
                 state_dir=args.state_dir,
@@ -125,6 +135,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of writes checked, chosen by a hash of the event id (default 0.1)",
     )
 
+    warm_cmd = commands.add_parser(
+        "warm",
+        help="fill a region with another region's hottest keys",
+        description="Copies the source region's hottest keys (ranked by recent reads) into "
+        "the target region, each only if the target knows nothing newer, paced to --rate "
+        "keys per second so the target's users keep their latency. Set "
+        "MRCACHE_INTERNAL_TOKEN when the regions require API keys.",
+    )
+    warm_cmd.add_argument("--from", dest="source", required=True, help="region to copy from")
+    warm_cmd.add_argument("--to", dest="target", required=True, help="region to warm")
+    warm_cmd.add_argument(
+        "--top", type=_count, default=1000, help="how many of the hottest keys (default 1000)"
+    )
+    warm_cmd.add_argument(
+        "--rate",
+        type=_positive,
+        default=500.0,
+        help="keys copied per second at most (default 500)",
+    )
+    warm_cmd.add_argument(
+        "--batch",
+        type=_batch,
+        default=50,
+        help="keys per request to the target, at most 500 (default 50)",
+    )
+
     for command in commands.choices.values():
         command.add_argument(
             "--state-dir",
@@ -192,6 +228,34 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not in 1..65535")
     return port
+
+
+def _whole(text: str, high: int) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= count <= high:
+        raise argparse.ArgumentTypeError(f"{count} is not in 1..{high}")
+    return count
+
+
+def _count(text: str) -> int:
+    return _whole(text, 10_000)
+
+
+def _batch(text: str) -> int:
+    return _whole(text, MAX_WARM_KEYS)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
 
 
 def _seconds(text: str) -> float:

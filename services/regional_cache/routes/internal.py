@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import asyncio
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.common.errors import InvalidRequest
+from libs.common.naming import MAX_WARM_KEYS, check_key, check_namespace
 from libs.common.responses import JsonResponse
 from libs.common.store import Lookup
 from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
 
 router = APIRouter(include_in_schema=False)
+
+# copies one warm request fetches from the source at once
+_WARM_CONCURRENCY = 16
+
+
+class WarmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    ns: str
+    keys: Annotated[list[str], Field(max_length=MAX_WARM_KEYS)]
 
 
 @router.get(f"/internal/v1/ns/{{ns}}/entries/{KEY_PARAM}")
@@ -39,4 +55,47 @@ async def get_entry(ns: NamespaceDep, key: KeyDep, rt: RuntimeDep) -> Response:
             "X-Tags": ",".join(entry.tags),
             "X-Tag-Versions": ",".join(str(v) for v in entry.tag_versions),
         },
+    )
+
+
+@router.get("/internal/v1/hot")
+async def hot_keys(
+    rt: RuntimeDep, top: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> JsonResponse:
+    """This region's hottest keys, hottest first (decaying read estimates)."""
+    ranking = await rt.ranking.read(top)
+    return JsonResponse(
+        {
+            "region": rt.region,
+            "keys": [{"ns": ns, "key": key, "score": score} for ns, key, score in ranking],
+        }
+    )
+
+
+@router.post("/internal/v1/warm")
+async def warm(body: WarmRequest, rt: RuntimeDep) -> JsonResponse:
+    """Copy ``keys`` from the ``source`` region's valid copies into this region, each only
+    if nothing newer is known here (the same versioned fill as a remote fill)."""
+    if body.source == rt.region or body.source not in rt.platform.platform.regions:
+        raise InvalidRequest(f"source must be another region of the platform, not {body.source!r}")
+    ns = check_namespace(body.ns)
+    for key in body.keys:
+        check_key(key)
+    keep = rt.namespace(ns).stale_while_revalidate
+    limit = asyncio.Semaphore(_WARM_CONCURRENCY)
+
+    async def one(key: str) -> dict[str, Any]:
+        async with limit:
+            fetched = await rt.regions.fetch_entry(body.source, ns, key)
+            if fetched.entry is None:
+                return {"key": key, "installed": False, "version": None}
+            installed, held = await rt.store.fill(ns, key, fetched.entry, keep_after_expiry=keep)
+            return {"key": key, "installed": installed, "version": held}
+
+    items = await asyncio.gather(*(one(key) for key in body.keys))
+    return JsonResponse(
+        {
+            "installed": sum(1 for item in items if item["installed"]),
+            "items": items,
+        }
     )
