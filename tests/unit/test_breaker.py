@@ -4,18 +4,7 @@ import pytest
 
 from libs.common.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from libs.common.metrics import Metrics
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from tests.support.clock import FakeClock
 
 SETTINGS = BreakerSettings(
     window=10.0, min_requests=4, failure_rate=0.5, open_seconds=5.0, half_open_probes=1

@@ -28,22 +28,12 @@ from libs.client.routing import Backoff, Router
 from libs.client.versions import VersionMemory, Written
 from libs.common.config import NamespaceConfig
 from libs.common.homes import home_region
+from tests.support.clock import FakeClock
 
 T = TypeVar("T")
 
 URLS = {"eu": "http://eu.test", "us": "http://us.test", "ap": "http://ap.test"}
 HOMES = {"default": "us", "euro": "eu", "hashed": "hash"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

@@ -7,18 +7,11 @@ import itertools
 import pytest
 
 from libs.common.hotkeys import HotKeys
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_a_key_read_above_the_threshold_is_hot_after_its_window() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     hot = HotKeys(threshold=100, sample_every=4, window=1.0, clock=clock)
     for _ in range(400):  # 400 reads in the first second
         assert hot.observe("ns", "hot") is False  # not hot before the window ends
@@ -34,7 +27,7 @@ def test_a_key_read_above_the_threshold_is_hot_after_its_window() -> None:
 
 
 def test_heavy_hitters_survive_a_long_tail_of_distinct_keys() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     hot = HotKeys(threshold=500, sample_every=1, capacity=16, window=1.0, clock=clock)
     tail = (f"k{i}" for i in itertools.count())
     for i in range(20_000):
@@ -48,7 +41,7 @@ def test_heavy_hitters_survive_a_long_tail_of_distinct_keys() -> None:
 
 
 def test_a_key_stops_being_hot_when_it_stops_being_read() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     hot = HotKeys(threshold=10, sample_every=1, window=1.0, clock=clock)
     for _ in range(100):
         hot.observe("ns", "k")
