@@ -185,8 +185,8 @@ class Platform:
             service_process("bench.baseline_app", "baseline", baseline_env, self.workdir),
             server,
         )
-        _wait_http(service, f"http://127.0.0.1:{self.service_port}/readyz")
-        _wait_http(baseline, f"http://127.0.0.1:{self.baseline_port}/docs")
+        wait_http(service, f"http://127.0.0.1:{self.service_port}/readyz")
+        wait_http(baseline, f"http://127.0.0.1:{self.baseline_port}/docs")
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -199,7 +199,7 @@ class Platform:
                 raise RuntimeError(f"{proc.name} exited\n--- its log ---\n{proc.log_tail()}")
 
 
-def _wait_http(proc: ManagedProcess, url: str) -> None:
+def wait_http(proc: ManagedProcess, url: str) -> None:
     def ok() -> bool:
         try:
             return httpx.get(url, timeout=1.0).status_code == 200

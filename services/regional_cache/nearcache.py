@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 _INVALIDATE = b"__redis__:invalidate"
 # after a broken tracking connection, how long before the next attempt
 _RETRY_SECONDS = 1.0
+# share of the staleness bound after which a served copy is reloaded in the background
+_REFRESH_AT = 0.5
 
 
 class _Tracker:
@@ -65,7 +67,12 @@ class _Tracker:
         self._broken_until = 0.0
 
     async def command(self, *args: Any) -> Any:
-        """One tracked read on this node (one at a time: replies pair with commands)."""
+        (reply,) = await self.commands(args)
+        return reply
+
+    async def commands(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Tracked reads on this node in one round trip (one batch at a time: replies pair
+        with commands)."""
         async with self._lock:
             if self._reader is None:
                 if time.monotonic() < self._broken_until:
@@ -73,14 +80,15 @@ class _Tracker:
                 await self._connect()
             assert self._reader is not None
             try:
-                await self._reader.send_command(*args)
-                reply = await self._reader.read_response()
+                await self._reader.send_packed_command(self._reader.pack_commands(commands))
+                replies = [await self._reader.read_response() for _ in commands]
             except (RedisError, OSError, RuntimeError):
                 await self._close()
                 raise
-        if isinstance(reply, RedisError):
-            raise reply
-        return reply
+        for reply in replies:
+            if isinstance(reply, RedisError):
+                raise reply
+        return replies
 
     async def _connect(self) -> None:
         # RESP2 on both: the invalidations then arrive as plain pub/sub messages on the
@@ -189,25 +197,28 @@ class NearCache:
 
     def get(self, ns: str, key: str) -> Entry | None:
         """The copy held for ``(ns, key)`` if it is within the staleness bound and its
-        soft TTL."""
+        soft TTL. A copy past half its bound is reloaded in the background while it is
+        still served, so a hot key's reads do not fall through to Redis every
+        ``staleness_ms``."""
         copy = self._copies.get((ns, key))
         if copy is None:
             self._misses.inc()
             return None
-        if (
-            time.monotonic() - copy.loaded_at > self.staleness
-            or copy.entry.expires_ms <= time.time() * 1000
-        ):
+        age = time.monotonic() - copy.loaded_at
+        if age > self.staleness or copy.entry.expires_ms <= time.time() * 1000:
             self._expired.inc()
             self._drop((ns, key))
             return None
+        if age > self.staleness * _REFRESH_AT:
+            self.load(ns, key, refresh=True)
         self._hits.inc()
         return copy.entry
 
-    def load(self, ns: str, key: str) -> None:
-        """Load a hot key in the background (once at a time per key)."""
+    def load(self, ns: str, key: str, *, refresh: bool = False) -> None:
+        """Load a hot key in the background (once at a time per key); ``refresh`` loads
+        it again although a copy is held."""
         item = (ns, key)
-        if item in self._loads or item in self._copies:
+        if item in self._loads or (item in self._copies and not refresh):
             return
         task = asyncio.create_task(self._load(ns, key))
         self._loads[item] = task
@@ -218,10 +229,16 @@ class NearCache:
     async def _load(self, ns: str, key: str) -> None:
         epoch = self._epoch
         entry_key, meta_key = keys.entry(ns, key), keys.namespace_meta(ns)
+        read_entry = ("HMGET", entry_key, *keys.ENTRY_FIELDS)
+        read_gen = ("HGET", meta_key, keys.NS_GENERATION)
         try:
-            fields = await self._tracker(entry_key).command("HMGET", entry_key, *keys.ENTRY_FIELDS)
-            meta_tracker = self._tracker(meta_key)
-            gen = await meta_tracker.command("HGET", meta_key, keys.NS_GENERATION)
+            entry_tracker, meta_tracker = self._tracker(entry_key), self._tracker(meta_key)
+            if entry_tracker is meta_tracker:
+                fields, gen = await entry_tracker.commands(read_entry, read_gen)
+            else:
+                fields, gen = await asyncio.gather(
+                    entry_tracker.command(*read_entry), meta_tracker.command(*read_gen)
+                )
             result = judge(fields, gen)
             if result.entry is not None and result.entry.tags:
                 current = await meta_tracker.command(
