@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from libs.common.settings import KafkaSettings
 
@@ -26,6 +29,31 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
         if settings.sasl_password is not None:
             opts["sasl_plain_password"] = settings.sasl_password.get_secret_value()
     return opts
+
+
+log = logging.getLogger(__name__)
+
+
+async def follow_from_end(consumer: AIOKafkaConsumer, what: str) -> dict[int, int]:
+    """Hold every partition of a group-less consumer and move to its end, so only events
+    published from now on are read; returns the offsets it starts from.
+
+    Positions are resolved first (to the consumer's default) so the seek to the end
+    is not overtaken by the initial reset, then resolved again after the seek.
+    """
+    delay = 0.05
+    while True:
+        if consumer.assignment():
+            try:
+                partitions: list[TopicPartition] = sorted(consumer.assignment())
+                for tp in partitions:
+                    await consumer.position(tp)
+                await consumer.seek_to_end(*partitions)
+                return {tp.partition: await consumer.position(tp) for tp in partitions}
+            except KafkaError as exc:  # a reassignment meanwhile, or the broker away
+                log.warning("%s could not position on the topic's end: %r", what, exc)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:

@@ -108,6 +108,17 @@ class Metrics:
         self.reconciler_repairs = Counter(
             "mrcache_reconciler_repairs", "Stale copies repaired.", ["region"], registry=r
         )
+        self.reconciler_recent_checks = Counter(
+            "mrcache_reconciler_recent_checks",
+            "Recent changes the reconciler checked in every region shortly after publication.",
+            registry=r,
+        )
+        self.reconciler_recent_repairs = Counter(
+            "mrcache_reconciler_recent_repairs",
+            "Repairs made by the recent-change checks (also in mrcache_reconciler_repairs).",
+            ["region"],
+            registry=r,
+        )
         self.reconciler_leaves = Counter(
             "mrcache_reconciler_buckets_compared", "Digest leaves compared key by key.", registry=r
         )

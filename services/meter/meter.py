@@ -39,13 +39,13 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from libs.common import events
 from libs.common.errors import InvalidEvent, InvalidVersion
 from libs.common.events import Event
-from libs.common.kafka import make_consumer
+from libs.common.kafka import follow_from_end, make_consumer
 from libs.common.metrics import Metrics
 from libs.common.settings import KafkaSettings
 from libs.common.versions import parse_version
@@ -486,28 +486,10 @@ class Meter:
                     self._take(record)
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
-        """Hold every partition and move to its end: only writes from now on are measured.
-
-        Positions are resolved first (to the consumer's default) so the seek to the end
-        is not overtaken by the initial reset, then resolved again after the seek.
-        """
-        delay = 0.05
-        while True:
-            if consumer.assignment():
-                try:
-                    partitions: list[TopicPartition] = sorted(consumer.assignment())
-                    for tp in partitions:
-                        await consumer.position(tp)
-                    await consumer.seek_to_end(*partitions)
-                    ends = {tp.partition: await consumer.position(tp) for tp in partitions}
-                except KafkaError as exc:  # a reassignment meanwhile, or the broker away
-                    log.warning("meter could not position on %s: %r", self.kafka.topic, exc)
-                else:
-                    log.info("meter follows %s from offsets %s", self.kafka.topic, ends)
-                    self._positioned = True
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+        """Follow the topic from its end: only writes from now on are measured."""
+        ends = await follow_from_end(consumer, "meter")
+        log.info("meter follows %s from offsets %s", self.kafka.topic, ends)
+        self._positioned = True
 
     def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:

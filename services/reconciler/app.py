@@ -23,6 +23,7 @@ from libs.common.redisclient import make_redis
 from libs.common.responses import JsonResponse
 from libs.common.sidecar import sidecar_app
 from libs.common.store import RegionStore
+from services.reconciler.recent import RecentChanges
 from services.reconciler.reconcile import Reconciler, Report
 from services.reconciler.settings import ReconcilerSettings
 
@@ -91,13 +92,22 @@ def create_app(settings: ReconcilerSettings) -> Starlette:
     }
     stores = {r: RegionStore(c, tombstone_ttl=settings.tombstone_ttl) for r, c in clients.items()}
     metrics = Metrics()
-    loop = ReconcileLoop(
-        Reconciler(platform, stores, batch=settings.batch, pause=settings.pause),
-        metrics,
-        settings.interval or platform.reconciler.interval,
+    reconciler = Reconciler(platform, stores, batch=settings.batch, pause=settings.pause)
+    loop = ReconcileLoop(reconciler, metrics, settings.interval or platform.reconciler.interval)
+    recent = (
+        RecentChanges(settings.kafka, reconciler, metrics, delay=settings.recent_delay)
+        if settings.recent_checks
+        else None
     )
 
+    async def start() -> None:
+        await loop.start()
+        if recent is not None:
+            await recent.start()
+
     async def stop() -> None:
+        if recent is not None:
+            await recent.stop()
         await loop.stop()
         for client in clients.values():
             await client.aclose()
@@ -107,11 +117,14 @@ def create_app(settings: ReconcilerSettings) -> Starlette:
 
     return sidecar_app(
         role="reconciler",
-        start=loop.start,
+        start=start,
         stop=stop,
         metrics=metrics,
         info=lambda: {
             "interval": loop.interval,
+            "recent_checks": None
+            if recent is None
+            else {"delay": recent.delay, "following": recent.ready, "overflow": recent.overflow},
             "last": dataclasses.asdict(loop.last) if loop.last else None,
         },
         routes=[Route("/v1/reconcile", reconcile, methods=["POST"])],

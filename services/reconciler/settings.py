@@ -18,6 +18,10 @@ class ReconcilerSettings(ServiceSettings):
     region_redis: dict[str, str] = Field(default_factory=dict)
     # overrides [reconciler] interval of the config file when set
     interval: Annotated[float, Field(gt=0)] | None = None
+    # every change on the event topic is checked in every region this many seconds after
+    # it was published (more than the relays' usual lag), and repaired where missing
+    recent_checks: bool = True
+    recent_delay: Annotated[float, Field(gt=0, le=3600)] = 0.5
     # leaves compared key by key per batch, and the pause between batches (time slicing)
     batch: Annotated[int, Field(ge=1, le=10_000)] = 256
     pause: Annotated[float, Field(ge=0)] = 0.001
