@@ -189,16 +189,17 @@ def redis_cluster_processes(
     name: str = "redis",
     persistent: bool = False,
     node_timeout_ms: int = CLUSTER_NODE_TIMEOUT_MS,
+    bus_ports: Sequence[int] = (),
 ) -> list[ManagedProcess]:
     """One cluster-enabled redis-server per port, each with its own directory.
 
-    Each node's cluster bus gets a free port of its own (by default Redis takes
-    port + 10000, which does not exist for ports above 55535)."""
-    bus_ports: list[int] = []
-    while len(bus_ports) < len(ports):
+    Each node's cluster bus gets a port of its own, ``bus_ports`` or free ones (by
+    default Redis takes port + 10000, which does not exist for ports above 55535)."""
+    buses = list(bus_ports)
+    while len(buses) < len(ports):
         bus = free_port()
-        if bus not in ports and bus not in bus_ports:
-            bus_ports.append(bus)
+        if bus not in ports and bus not in buses:
+            buses.append(bus)
     return [
         redis_process(
             port,
@@ -222,7 +223,7 @@ def redis_cluster_processes(
                 "0",
             ),
         )
-        for port, bus in zip(ports, bus_ports, strict=True)
+        for port, bus in zip(ports, buses, strict=True)
     ]
 
 

@@ -29,6 +29,9 @@ class Plan:
     # each region's Redis: one server, or with ``redis_cluster`` the nodes of a Redis
     # Cluster (3 primaries, 3 replicas), the first of which is its seed URL
     redis_nodes: Mapping[str, tuple[int, ...]]
+    # the cluster bus port of each node (with ``redis_cluster``), picked with the others
+    # so that no two processes of the platform race for one port
+    redis_bus: Mapping[str, tuple[int, ...]]
     # health and metrics port of each region's relay
     relay_ports: Mapping[str, int]
     reconciler_port: int
@@ -105,10 +108,15 @@ def make_plan(
             f"region ports are {service_ports[0]}..{service_ports[-1]}: choose another --base-port"
         )
     per_region = CLUSTER_NODES if redis_cluster else 1
+    buses = per_region if redis_cluster else 0
     kafka_port, reconciler_port, meter_port, *others = _pick_ports(
-        3 + (1 + per_region) * len(regions), avoid=service_ports
+        3 + (1 + per_region + buses) * len(regions), avoid=service_ports
     )
-    relay_ports, redis_ports = others[: len(regions)], others[len(regions) :]
+    relay_ports, others = others[: len(regions)], others[len(regions) :]
+    redis_ports, bus_ports = (
+        others[: per_region * len(regions)],
+        others[per_region * len(regions) :],
+    )
     return Plan(
         regions=regions,
         base_port=base_port,
@@ -117,6 +125,10 @@ def make_plan(
         kafka_port=kafka_port,
         redis_nodes={
             region: tuple(redis_ports[i * per_region : (i + 1) * per_region])
+            for i, region in enumerate(regions)
+        },
+        redis_bus={
+            region: tuple(bus_ports[i * buses : (i + 1) * buses])
             for i, region in enumerate(regions)
         },
         relay_ports=dict(zip(regions, relay_ports, strict=True)),

@@ -148,7 +148,10 @@ def _start_redis_clusters(plan: Plan, supervisor: Supervisor) -> None:
     for region in plan.regions:
         shutil.rmtree(plan.redis_dir(region), ignore_errors=True)
         procs = redis_cluster_processes(
-            plan.redis_nodes[region], plan.redis_dir(region), name=f"redis-{region}"
+            plan.redis_nodes[region],
+            plan.redis_dir(region),
+            name=f"redis-{region}",
+            bus_ports=plan.redis_bus[region],
         )
         members += [
             Member(f"redis-{n}:{region}", proc, functools.partial(port_open, HOST, port))
