@@ -34,6 +34,10 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     # A tombstone must outlive any in-flight fill and any event lag of its key.
     tombstone_ttl: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    # seconds an idle keep-alive connection stays open: longer than common clients keep
+    # idle connections (httpx 5 s, Go 90 s), so the client closes first and never sends a
+    # request on a connection the server is closing at that moment
+    keep_alive_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -94,4 +98,5 @@ def run(
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=int(graceful),
+        timeout_keep_alive=int(settings.keep_alive_timeout),
     )
