@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bench import rawhttp
 from libs.common.kafka import ensure_topics
 from libs.common.processes import free_port
 from libs.common.settings import KafkaSettings
@@ -128,81 +129,89 @@ class WaveResult:
 # --- (a) storm ---------------------------------------------------------------
 
 
-async def storm(
-    client: httpx.AsyncClient, urls: list[str], size: int
-) -> tuple[list[float], Counter[str], float]:
-    """``size`` concurrent GETs spread round-robin over ``urls``: latencies (ms), statuses."""
-    latencies: list[float] = []
-    statuses: Counter[str] = Counter()
-
-    async def one(url: str) -> None:
-        started = time.perf_counter()
-        try:
-            r = await client.get(url)
-            statuses[str(r.status_code)] += 1
-        except httpx.HTTPError as exc:
-            statuses[type(exc).__name__] += 1
-        latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(size)))
-    return latencies, statuses, time.perf_counter() - started
+async def storm(urls: list[str], size: int) -> tuple[list[float], Counter[str], float]:
+    """``size`` GETs spread round-robin over ``urls``, all sent at one instant on their own
+    connections (bench.rawhttp): latencies from that instant (ms), statuses, wall time."""
+    replies, wall = await rawhttp.storm(urls, size)
+    latencies = [r.seconds * 1000 for r in replies if isinstance(r, rawhttp.Reply)]
+    statuses: Counter[str] = Counter(
+        str(r.status) if isinstance(r, rawhttp.Reply) else "error" for r in replies
+    )
+    return latencies, statuses, wall
 
 
 async def run_storms(
     origin: OriginServer, services: list[Service], args: argparse.Namespace
 ) -> list[StormResult]:
     results: list[StormResult] = []
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=200)
-    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
-        for mode in ("on", "off"):
-            counts: list[int] = []
-            latencies: list[float] = []
-            statuses: Counter[str] = Counter()
-            walls: list[float] = []
-            for n in range(args.storms):
-                key = f"cold-{mode}-{n}-{random.randrange(1 << 30)}"
-                origin.reset()
-                origin.control(latency_ms=ORIGIN_LATENCY_MS)
-                if mode == "on":
-                    urls = [f"{s.url}/v1/ns/{NS_ON}/keys/{key}" for s in services]
-                else:
-                    urls = [origin.url(f"/items/{key}")]
-                lat, st, wall = await storm(client, urls, args.storm_size)
-                counts.append(int(origin.stats()["requests"].get(key, 0)))
-                latencies += lat
-                statuses += st
-                walls.append(round(wall, 3))
-            results.append(
-                StormResult(
-                    mode=mode,
-                    storms=args.storms,
-                    storm_size=args.storm_size,
-                    origin_requests=counts,
-                    statuses=dict(statuses),
-                    p50_ms=round(percentile(latencies, 50), 1),
-                    p99_ms=round(percentile(latencies, 99), 1),
-                    wall_s=walls,
-                )
+    for mode in ("on", "off"):
+        counts: list[int] = []
+        latencies: list[float] = []
+        statuses: Counter[str] = Counter()
+        walls: list[float] = []
+        for n in range(args.storms):
+            key = f"cold-{mode}-{n}-{random.randrange(1 << 30)}"
+            origin.reset()
+            origin.control(latency_ms=ORIGIN_LATENCY_MS)
+            if mode == "on":
+                urls = [f"{s.url}/v1/ns/{NS_ON}/keys/{key}" for s in services]
+            else:
+                urls = [origin.url(f"/items/{key}")]
+            lat, st, wall = await storm(urls, args.storm_size)
+            counts.append(int(origin.stats()["requests"].get(key, 0)))
+            latencies += lat
+            statuses += st
+            walls.append(round(wall, 3))
+        results.append(
+            StormResult(
+                mode=mode,
+                storms=args.storms,
+                storm_size=args.storm_size,
+                origin_requests=counts,
+                statuses=dict(statuses),
+                p50_ms=round(percentile(latencies, 50), 1),
+                p99_ms=round(percentile(latencies, 99), 1),
+                wall_s=walls,
             )
+        )
     return results
 
 
 # --- (b) expiry wave ---------------------------------------------------------
 
 
-async def fill(client: httpx.AsyncClient, urls: list[str], ns: str, keys: int) -> float:
-    """GET every key once (each one a miss filled from the origin); seconds taken."""
+class Regions:
+    """A pool of raw keep-alive connections per regional_cache process."""
+
+    def __init__(self, services: list[Service], connections: int) -> None:
+        self.pools = [rawhttp.Pool(s.url, connections) for s in services]
+
+    async def __aenter__(self) -> Regions:
+        await asyncio.gather(*(p.open() for p in self.pools))
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await asyncio.gather(*(p.close() for p in self.pools))
+
+    async def get(self, i: int, target: str) -> rawhttp.Reply:
+        return await self.pools[i % len(self.pools)].request("GET", target)
+
+    async def put(self, i: int, target: str, body: bytes) -> rawhttp.Reply:
+        return await self.pools[i % len(self.pools)].request("PUT", target, body)
+
+
+async def fill(regions: Regions, ns: str, keys: int, ttl: float) -> float:
+    """PUT every key with the same TTL, as fast as the two processes take them, so they
+    are written together (as the origin's version 1: its refreshes renew them); seconds
+    taken."""
     sem = asyncio.Semaphore(128)
 
     async def one(i: int) -> None:
         async with sem:
-            for attempt in range(3):
-                r = await client.get(f"{urls[i % len(urls)]}/v1/ns/{ns}/keys/k{i}")
-                if r.status_code == 200:
-                    return
-                await asyncio.sleep(0.5 * (attempt + 1))
-            raise RuntimeError(f"fill of {ns}/k{i}: {r.status_code} {r.text[:200]}")
+            target = f"/v1/ns/{ns}/keys/k{i}?ttl={ttl:g}&version=1"
+            r = await regions.put(i, target, f"value-of-k{i}-v1".encode())
+            if r.status != 200:
+                raise RuntimeError(f"PUT {ns}/k{i}: {r.status} {r.body[:200]!r}")
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(keys)))
@@ -225,28 +234,23 @@ async def sample_origin(
 
 
 async def paced_reads(
-    client: httpx.AsyncClient,
-    urls: list[str],
-    ns: str,
-    keys: int,
-    rate: float,
-    duration: float,
+    regions: Regions, ns: str, keys: int, rate: float, duration: float
 ) -> tuple[list[float], Counter[str], Counter[str], int]:
-    """Open-loop random reads at ``rate`` req/s for ``duration`` s."""
+    """Open-loop random reads at ``rate`` req/s for ``duration`` s (latency from the send)."""
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     x_cache: Counter[str] = Counter()
     pending: set[asyncio.Task[None]] = set()
 
     async def one(i: int) -> None:
-        started = time.perf_counter()
         try:
-            r = await client.get(f"{urls[i % len(urls)]}/v1/ns/{ns}/keys/k{random.randrange(keys)}")
-            statuses[str(r.status_code)] += 1
-            x_cache[r.headers.get("x-cache", "-")] += 1
-        except httpx.HTTPError as exc:
+            r = await regions.get(i, f"/v1/ns/{ns}/keys/k{random.randrange(keys)}")
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             statuses[type(exc).__name__] += 1
-        latencies.append((time.perf_counter() - started) * 1000)
+            return
+        statuses[str(r.status)] += 1
+        x_cache[r.headers.get("x-cache", "-")] += 1
+        latencies.append(r.seconds * 1000)
 
     started = time.monotonic()
     sent = 0
@@ -285,20 +289,17 @@ async def run_wave(
     origin: OriginServer, services: list[Service], args: argparse.Namespace, mode: str
 ) -> WaveResult:
     ns = NS_ON if mode == "on" else NS_OFF
-    urls = [s.url for s in services]
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=200)
-    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
+    async with Regions(services, args.connections // len(services)) as regions:
         origin.reset()
-        origin.control(latency_ms=0, max_age=int(args.ttl))
-        fill_s = await fill(client, urls, ns, args.keys)
-        origin.control(latency_ms=ORIGIN_LATENCY_MS)
+        origin.control(latency_ms=ORIGIN_LATENCY_MS, max_age=int(args.ttl))
+        fill_s = await fill(regions, ns, args.keys, args.ttl)
         samples: list[tuple[float, int]] = []
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample_origin(origin, stop, samples))
         duration = args.read_ttls * args.ttl
         try:
             lat, statuses, x_cache, sent = await paced_reads(
-                client, urls, ns, args.keys, args.rate, duration
+                regions, ns, args.keys, args.rate, duration
             )
         finally:
             stop.set()
