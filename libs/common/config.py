@@ -36,6 +36,10 @@ class NamespaceConfig(_Strict):
     origin: str | None = None
     negative_ttl: Annotated[float, Field(ge=0)] = 5.0
     stale_while_revalidate: Annotated[float, Field(ge=0)] = 0.0
+    # background refreshes of stale copies each wait a random delay up to this many
+    # seconds (at most half the stale window), so keys that expire together are not
+    # all fetched again together; 0 = at once
+    refresh_spread: Annotated[float, Field(ge=0)] = 0.0
     # probabilistic early refresh (XFetch): 0 = off; about 1 refreshes hot keys shortly
     # before they expire, larger values earlier
     xfetch_beta: Annotated[float, Field(ge=0)] = 0.0

@@ -27,7 +27,7 @@ import time
 import uuid
 
 from libs.common.config import NamespaceConfig
-from libs.common.errors import HomeUnavailable, OriginUnavailable
+from libs.common.errors import HomeUnavailable, OriginUnavailable, StoreUnavailable
 from libs.common.naming import jittered_ttl
 from libs.common.origin import OriginClient
 from libs.common.singleflight import SingleFlight
@@ -63,6 +63,8 @@ class Filler:
         self.drill_delay = drill_delay
         self._flights: SingleFlight[Entry | None] = SingleFlight()
         self._refreshing: set[asyncio.Task[None]] = set()
+        # keys whose background refresh waits out its spread delay
+        self._deferred: set[tuple[str, str]] = set()
         self.fetch_seconds: dict[str, float] = {}
 
     async def stop(self) -> None:
@@ -76,11 +78,21 @@ class Filler:
         """The entry as now held here, or ``None`` when neither home nor origin has it."""
         return await self._flights.do((ns, key), lambda: self._fill(ns, key, home, cfg))
 
-    def refresh(self, ns: str, key: str, home: str, cfg: NamespaceConfig) -> None:
-        """Refill in the background (stale-while-revalidate); at most one per key."""
-        if (ns, key) in self._flights:
+    def refresh(
+        self, ns: str, key: str, home: str, cfg: NamespaceConfig, *, spread: bool = True
+    ) -> None:
+        """Refill in the background (stale-while-revalidate); at most one per key. With
+        ``spread`` and the namespace's ``refresh_spread``, after a random delay."""
+        if (ns, key) in self._flights or (ns, key) in self._deferred:
             return
-        task = asyncio.create_task(self._refresh(ns, key, home, cfg))
+        delay = (
+            random.uniform(0, min(cfg.refresh_spread, cfg.stale_while_revalidate / 2))
+            if spread and cfg.refresh_spread
+            else 0.0
+        )
+        if delay:
+            self._deferred.add((ns, key))
+        task = asyncio.create_task(self._refresh(ns, key, home, cfg, delay))
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
 
@@ -95,12 +107,22 @@ class Filler:
         if now - delta * cfg.xfetch_beta * math.log(1.0 - random.random()) >= (
             entry.expires_ms / 1000
         ):
-            self.refresh(ns, key, home, cfg)
+            self.refresh(ns, key, home, cfg, spread=False)
 
-    async def _refresh(self, ns: str, key: str, home: str, cfg: NamespaceConfig) -> None:
+    async def _refresh(
+        self, ns: str, key: str, home: str, cfg: NamespaceConfig, delay: float
+    ) -> None:
         try:
+            if delay:
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self._deferred.discard((ns, key))
+                # another process of the region may have refreshed it meanwhile
+                if (await self.store.read(ns, key)).lookup is not Lookup.EXPIRED:
+                    return
             await self.fill(ns, key, home, cfg)
-        except (HomeUnavailable, OriginUnavailable) as exc:
+        except (HomeUnavailable, OriginUnavailable, StoreUnavailable) as exc:
             log.info("background refresh of %s/%s failed: %s", ns, key, exc.message)
 
     async def _fill(self, ns: str, key: str, home: str, cfg: NamespaceConfig) -> Entry | None:

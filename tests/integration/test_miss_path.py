@@ -35,6 +35,11 @@ ttl_jitter = 0.1
 origin = "{origin}"
 negative_ttl = 1
 stale_while_revalidate = 30
+
+[namespaces.spread]
+origin = "{origin}"
+stale_while_revalidate = 30
+refresh_spread = 8
 """
 
 
@@ -151,6 +156,38 @@ def test_stale_while_revalidate_and_stale_if_error(
         timeout=10,
         what="refreshed after the origin recovered",
     )
+
+
+def test_refreshes_of_keys_that_expired_together_are_spread(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    a, b, _ = two_processes
+    names = [f"s{i}" for i in range(30)]
+    origin.control(max_age=1)
+    for name in names:
+        assert httpx.get(f"{a.url}/v1/ns/spread/keys/{name}").headers["x-cache"] == "MISS"
+    origin.reset()
+    origin.control(max_age=60)
+
+    def past_ttl() -> bool:  # they were written together: the first one stands for all
+        return httpx.get(f"{b.url}/v1/ns/spread/keys/{names[0]}").headers["x-cache"] == "STALE"
+
+    eventually(past_ttl, timeout=10, what="the copies are past their TTL")
+    # both processes see every key stale at once: each defers its refresh
+    for name in names:
+        for svc in (a, b):
+            assert httpx.get(f"{svc.url}/v1/ns/spread/keys/{name}").status_code == 200
+    # each waits up to 8 s: far fewer than half have gone to the origin yet
+    assert origin.stats()["total"] < len(names) // 2, "refreshes were not spread"
+    eventually(
+        lambda: all(
+            httpx.get(f"{a.url}/v1/ns/spread/keys/{n}").headers["x-cache"] == "HIT" for n in names
+        ),
+        timeout=20,
+        what="every key refreshed",
+    )
+    # one refresh per key in the region: the deferred one of the other process saw it done
+    assert origin.stats()["total"] <= len(names) + 2
 
 
 def test_ttl_jitter_spreads_expiry(two_processes: tuple[Service, Service, RedisServer]) -> None:
