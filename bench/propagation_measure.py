@@ -43,6 +43,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench.propagation_http import HttpError, HttpPool
+from libs.common import keys
 
 _PROBE = """
 local out = {}
@@ -388,7 +389,7 @@ def key_path(ns: str, index: int) -> str:
 
 
 def redis_key(ns: str, index: int) -> str:
-    return "mrc:e:{" + f"{ns}/{key_name(index)}" + "}"
+    return keys.entry(ns, key_name(index)).decode()
 
 
 AckHook = Callable[[int, int, float], None]  # key index, version, ack wall time

@@ -355,7 +355,7 @@ async def test_relay_drop_rate_drops_only_in_the_named_region(
         assert (ap_info["drop_rate"], ap_info["applied"]) == (0.0, total)
         assert await eu.metric("mrcache_relay_events_total", outcome="applied") == 0
         assert await ap.metric("mrcache_relay_events_total", outcome="dropped") == 0
-        assert [k async for k in eu_client.scan_iter(match=f"mrc:*{ns}*")] == []
+        assert [k async for k in eu_client.scan_iter(match=f"{keys.PREFIX}:*{ns}*")] == []
     finally:
         await eu_client.aclose()
         await ap_client.aclose()
