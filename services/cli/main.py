@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 top=args.top,
                 rate=args.rate,
                 batch=args.batch,
+                ns=args.ns,
             )
         if args.command == "check":
             return check(
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=500.0,
         help="keys copied per second at most (default 500)",
     )
+    warm_cmd.add_argument("--ns", help="only keys of this namespace (default: every namespace)")
     warm_cmd.add_argument(
         "--batch",
         type=_batch,

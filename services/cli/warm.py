@@ -70,6 +70,7 @@ def run(
     top: int,
     rate: float,
     batch: int,
+    ns: str | None = None,
     out: TextIO = sys.stderr,
 ) -> int:
     state = read_state(state_dir)
@@ -79,7 +80,9 @@ def run(
             raise CliError(f"no region {name!r} in {state_dir}: regions are {', '.join(urls)}")
     if source == target:
         raise CliError("--from and --to must be different regions")
-    result = warm(urls[source], urls[target], source, top=top, rate=rate, batch=batch, out=out)
+    result = warm(
+        urls[source], urls[target], source, top=top, rate=rate, batch=batch, ns=ns, out=out
+    )
     print(
         f"warmed {target} from {source}: {result.keys} hottest keys, {result.installed} "
         f"installed, {result.keys - result.installed} already as new or gone, "
@@ -96,13 +99,15 @@ def warm(
     top: int,
     rate: float,
     batch: int,
+    ns: str | None,
     out: TextIO,
 ) -> WarmResult:
     token = os.environ.get("MRCACHE_INTERNAL_TOKEN")
     headers = {_INTERNAL: token} if token else {}
     started = time.monotonic()
     with httpx.Client(timeout=30, trust_env=False, headers=headers) as client:
-        ranking = _call(client, "GET", f"{source_url}/internal/v1/hot", params={"top": top})
+        params: dict[str, Any] = {"top": top} | ({"ns": ns} if ns else {})
+        ranking = _call(client, "GET", f"{source_url}/internal/v1/hot", params=params)
         hot: list[dict[str, Any]] = ranking["keys"]
         result = WarmResult(keys=len(hot))
         progress = Progress(len(hot), out)

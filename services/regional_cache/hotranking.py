@@ -84,12 +84,15 @@ class HotRanking:
                 pipe.zremrangebyrank(self._key, 0, -(self.keep + 1))
                 await pipe.execute()
 
-    async def read(self, n: int) -> list[tuple[str, str, float]]:
-        """The region's ``n`` hottest keys, hottest first: ``(ns, key, score)``."""
-        found: list[Any] = list(await self.redis.zrevrange(self._key, 0, n - 1, withscores=True))
+    async def read(self, n: int, ns: str | None = None) -> list[tuple[str, str, float]]:
+        """The region's ``n`` hottest keys (of namespace ``ns``), hottest first:
+        ``(ns, key, score)``."""
+        last = n - 1 if ns is None else self.keep
+        found: list[Any] = list(await self.redis.zrevrange(self._key, 0, last, withscores=True))
         out = []
         for member, score in found:
             text = member.decode() if isinstance(member, bytes) else str(member)
-            ns, _, key = text.partition("/")
-            out.append((ns, key, float(score)))
-        return out
+            name, _, key = text.partition("/")
+            if ns is None or name == ns:
+                out.append((name, key, float(score)))
+        return out[:n]

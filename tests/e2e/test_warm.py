@@ -73,8 +73,10 @@ def test_the_hottest_keys_are_copied_and_served_as_hits(up: Up) -> None:
         assert cold.status_code == 200 and cold.headers["x-cache"] == "MISS"
 
         # a second warm-up changes nothing: the copies are already as new
-        again = warm(up, "--from", "us-east", "--to", "eu-west", "--top", "10")
+        again = warm(up, "--from", "us-east", "--to", "eu-west", "--top", "10", "--ns", NS)
         assert again.returncode == 0 and "0 installed" in again.stdout
+        other = warm(up, "--from", "us-east", "--to", "eu-west", "--ns", "nothing-here")
+        assert other.returncode == 0 and "0 hottest keys" in other.stdout
     finally:
         us.close()
         eu.close()

@@ -60,10 +60,13 @@ async def get_entry(ns: NamespaceDep, key: KeyDep, rt: RuntimeDep) -> Response:
 
 @router.get("/internal/v1/hot")
 async def hot_keys(
-    rt: RuntimeDep, top: Annotated[int, Query(ge=1, le=10_000)] = 100
+    rt: RuntimeDep,
+    top: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ns: Annotated[str | None, Query()] = None,
 ) -> JsonResponse:
-    """This region's hottest keys, hottest first (decaying read estimates)."""
-    ranking = await rt.ranking.read(top)
+    """This region's hottest keys (of one namespace), hottest first (decaying read
+    estimates)."""
+    ranking = await rt.ranking.read(top, None if ns is None else check_namespace(ns))
     return JsonResponse(
         {
             "region": rt.region,
