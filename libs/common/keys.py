@@ -23,6 +23,10 @@ key                                    type   holds
                                               h(key, applied version) mod 2^48
 ``mrc:n:{<ns>}``                       hash   ``gen`` (namespace generation), ``t:<tag>``
                                               (tag versions); absent = never invalidated
+``mrc:bk:{<ns>}``                      set    the namespace's buckets that have digests
+``mrc:namespaces``                     set    every namespace this region applied anything of
+                                              (both registries, for the reconciler, are
+                                              kept by the store after its scripts)
 ``mrc:hot:{<region>}``                 zset   the region's hottest keys (``<ns>/<key>``),
                                               decaying read counts from the samplers
 ``mrc:hot-decay:{<region>}``           str    held by the process that last halved them
@@ -136,6 +140,14 @@ def entry_script_keys(ns: str, key: str) -> tuple[list[bytes], str]:
 
 def namespace_meta(ns: str) -> bytes:
     return f"{PREFIX}:n:{{{ns}}}".encode()
+
+
+def buckets(ns: str) -> bytes:
+    """The set of the namespace's buckets that have digests."""
+    return f"{PREFIX}:bk:{{{ns}}}".encode()
+
+
+NAMESPACES = f"{PREFIX}:namespaces".encode()
 
 
 def hot(region: str) -> bytes:

@@ -68,6 +68,8 @@ class WriteResult:
 
 
 _ABSENT = ReadResult(Lookup.ABSENT, 0)
+# (ns, bucket) pairs a process remembers having registered (4,096 buckets a namespace)
+_REGISTERED_MAX = 1_000_000
 _TOMBSTONES = {b"m": Lookup.SUPERSEDED, b"n": Lookup.NEGATIVE}
 
 
@@ -77,6 +79,8 @@ class RegionStore:
     def __init__(self, redis: RedisClient, *, tombstone_ttl: float) -> None:
         self.redis = redis
         self.cluster = isinstance(redis, RedisCluster)
+        # (ns, bucket) this process has entered in the reconciler's registries
+        self._registered: set[tuple[str, str]] = set()
         self.scripts = Scripts(redis)
         self.tombstone_ms = int(tombstone_ttl * 1000)
 
@@ -192,6 +196,7 @@ class RegionStore:
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
+        await self._register(ns, leaf)
         if reply[0] == 1:
             return WriteResult(
                 int(reply[1]),
@@ -230,6 +235,7 @@ class RegionStore:
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
+        await self._register(ns, leaf)
         return reply[0] == 1, int(reply[1])
 
     async def fill(
@@ -265,6 +271,7 @@ class RegionStore:
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
+        await self._register(ns, leaf)
         return reply[0] == 1, int(reply[1])
 
     async def acquire_lease(self, ns: str, key: str, token: str, ttl: float) -> bool:
@@ -320,6 +327,7 @@ class RegionStore:
             raise _unavailable(exc) from None
         if reply[0] != 1:
             return None
+        await self._register(ns, leaf)
         return WriteResult(int(reply[1]), int(reply[2]), int(reply[3]), generation)
 
     async def stamps(self, ns: str, tags: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
@@ -343,7 +351,29 @@ class RegionStore:
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
+        await self._register(ns, None)
         return reply[0] == 1, int(reply[1])
+
+    async def _register(self, ns: str, leaf: str | None) -> None:
+        """Enter the namespace, and the bucket of ``leaf`` (which now has a digest), in the
+        registries the reconciler reads instead of scanning every key; once per process
+        (the SADDs are idempotent). They live outside the entry's hash slot, so they
+        follow the script rather than run inside it; a crash in between leaves a bucket
+        unregistered here, which the other regions' registries and the reconciler's
+        occasional full scan make up for."""
+        bucket = leaf[: keys.BUCKET_DIGITS] if leaf is not None else ""
+        if (ns, bucket) in self._registered:
+            return
+        try:
+            if bucket:
+                await self.redis.sadd(keys.buckets(ns), bucket)
+            await self.redis.sadd(keys.NAMESPACES, ns)
+        except RedisError as exc:  # the change itself is applied; register next time
+            log.info("could not register %s/%s for the reconciler: %r", ns, bucket, exc)
+            return
+        if len(self._registered) >= _REGISTERED_MAX:
+            self._registered.clear()
+        self._registered.add((ns, bucket))
 
     # -- administration --------------------------------------------------------
 

@@ -92,7 +92,13 @@ def create_app(settings: ReconcilerSettings) -> Starlette:
     }
     stores = {r: RegionStore(c, tombstone_ttl=settings.tombstone_ttl) for r, c in clients.items()}
     metrics = Metrics()
-    reconciler = Reconciler(platform, stores, batch=settings.batch, pause=settings.pause)
+    reconciler = Reconciler(
+        platform,
+        stores,
+        batch=settings.batch,
+        pause=settings.pause,
+        full_scan_every=settings.full_scan_every,
+    )
     loop = ReconcileLoop(reconciler, metrics, settings.interval or platform.reconciler.interval)
     recent = (
         RecentChanges(settings.kafka, reconciler, metrics, delay=settings.recent_delay)

@@ -13,8 +13,9 @@ so a repair never removes a copy newer than the target, even when a write lands
 during the diff. Namespace generations and tag versions are raised to the
 highest any region has.
 
-Redis is never blocked: namespaces are found with an incremental SCAN, digests
-are read a page of buckets at a time, leaves in small batches with a pause
+Redis is never blocked: namespaces and buckets come from small registry sets
+(an incremental SCAN of the keyspace checks them every tenth pass), digests are
+read a page of buckets at a time, leaves in small batches with a pause
 between them, and no command touches more than one bucket, so nothing assumes
 that two keys share a node.
 """
@@ -67,6 +68,8 @@ class Report:
     repairs: dict[str, int] = field(default_factory=dict)
     ahead: int = 0
     seconds: float = 0.0
+    # whether this pass also scanned the keyspace for unregistered digests
+    full_scan: bool = False
 
 
 class Reconciler:
@@ -77,11 +80,15 @@ class Reconciler:
         *,
         batch: int = 256,
         pause: float = 0.001,
+        full_scan_every: int = 10,
     ) -> None:
         self.platform = platform
         self.stores = dict(stores)
         self.batch = batch
         self.pause = pause
+        # the first pass and every n-th after it also scan the keyspace (see _inventory)
+        self.full_scan_every = full_scan_every
+        self.passes = 0
 
     async def run_once(self) -> Report:
         started = time.perf_counter()
@@ -96,8 +103,10 @@ class Reconciler:
                 log.warning("reconciler: region %s unreachable, skipped this pass", region)
         report.regions = sorted(live)
         report.repairs = dict.fromkeys(live, 0)
+        report.full_scan = self.passes % self.full_scan_every == 0
+        self.passes += 1
         if len(live) >= 2:
-            inventory = await self._inventory(live)
+            inventory = await self._inventory(live, full=report.full_scan)
             for ns in sorted(inventory):
                 report.namespaces += 1
                 try:
@@ -107,10 +116,43 @@ class Reconciler:
         report.seconds = time.perf_counter() - started
         return report
 
-    async def _inventory(self, live: Mapping[str, RegionStore]) -> dict[str, set[str]]:
+    async def _inventory(
+        self, live: Mapping[str, RegionStore], *, full: bool
+    ) -> dict[str, set[str]]:
         """Every namespace any region knows, with the buckets any region has digests of.
 
-        One incremental SCAN per node (a cluster's client walks every primary)."""
+        From the registries the store keeps (a set of namespaces, and per namespace a
+        set of buckets), so a pass costs what the namespaces' buckets cost, not what the
+        keyspace does. A ``full`` pass also walks the keyspace with SCAN (one per
+        primary of a cluster) for digests nobody registered (a crash between a script
+        and its registration) and registers them in every region."""
+        found: dict[str, set[str]] = {}
+        for store in live.values():
+            for ns in await store.redis.smembers(keys.NAMESPACES):
+                found.setdefault(_text(ns), set())
+        names = sorted(found)
+        for store in live.values():
+            async with store.redis.pipeline(transaction=False) as pipe:
+                for ns in names:
+                    pipe.smembers(keys.buckets(ns))
+                replies = await pipe.execute()
+            for ns, members in zip(names, replies, strict=True):
+                found[ns].update(_text(b) for b in members)
+        if full:
+            scanned = await self._scan(live)
+            for ns, buckets in scanned.items():
+                unregistered = buckets - found.get(ns, set())
+                if unregistered or ns not in found:
+                    log.info("reconciler: registering %d buckets of %s", len(unregistered), ns)
+                    for store in live.values():
+                        if unregistered:
+                            await store.redis.sadd(keys.buckets(ns), *sorted(unregistered))
+                        await store.redis.sadd(keys.NAMESPACES, ns)
+                found.setdefault(ns, set()).update(buckets)
+        return found
+
+    async def _scan(self, live: Mapping[str, RegionStore]) -> dict[str, set[str]]:
+        """Namespaces and digest buckets as the keyspace holds them (incremental SCAN)."""
         found: dict[str, set[str]] = {}
         for store in live.values():
             async for name in store.redis.scan_iter(

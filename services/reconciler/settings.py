@@ -22,6 +22,9 @@ class ReconcilerSettings(ServiceSettings):
     # it was published (more than the relays' usual lag), and repaired where missing
     recent_checks: bool = True
     recent_delay: Annotated[float, Field(gt=0, le=3600)] = 0.5
+    # the first pass and every n-th after it also SCAN the keyspace for digests missing
+    # from the registries (see reconcile.py)
+    full_scan_every: Annotated[int, Field(ge=1)] = 10
     # leaves compared key by key per batch, and the pause between batches (time slicing)
     batch: Annotated[int, Field(ge=1, le=10_000)] = 256
     pause: Annotated[float, Field(ge=0)] = 0.001

@@ -48,14 +48,16 @@ def ns() -> str:
     return f"r-{uuid.uuid4().hex[:10]}"
 
 
-def reconciler(stores: dict[str, RegionStore], **ns_cfg: Any) -> Reconciler:
+def reconciler(
+    stores: dict[str, RegionStore], *, full_scan_every: int = 10, **ns_cfg: Any
+) -> Reconciler:
     cfg = PlatformConfig.model_validate(
         {
             "platform": {"regions": ["us-east", "eu-west"]},
             "namespaces": {"default": ns_cfg} if ns_cfg else {},
         }
     )
-    return Reconciler(cfg, stores, pause=0)
+    return Reconciler(cfg, stores, pause=0, full_scan_every=full_scan_every)
 
 
 def entry(version: int, value: bytes = b"v") -> Entry:
@@ -95,6 +97,31 @@ async def test_missed_events_are_repaired(two: dict[str, RegionStore], ns: str) 
     assert (await eu.read(ns, "tagged")).lookup is Lookup.INVALIDATED
     again = await reconciler(two).run_once()
     assert sum(again.repairs.values()) == 0 and again.leaves_compared == 0
+
+
+async def test_passes_between_full_scans_read_the_registries_only(
+    two: dict[str, RegionStore], ns: str
+) -> None:
+    us, eu = two["us-east"], two["eu-west"]
+    rec = reconciler(two, full_scan_every=3)
+    assert (await rec.run_once()).full_scan  # the first pass scans
+    v1 = (await us.write(ns, "k1", b"v", content_type="x", ttl=60)).version  # registers
+    report = await rec.run_once()
+    assert not report.full_scan and report.repairs["eu-west"] == 1
+    assert (await eu.read(ns, "k1")).held_version == v1
+    # a digest its writer did not get to register (it crashed right after the script)
+    v2 = (await us.write(ns, "k2", b"v", content_type="x", ttl=60)).version
+    for store in (us, eu):
+        await store.redis.delete(keys.buckets(ns), keys.NAMESPACES)
+    report = await rec.run_once()
+    assert not report.full_scan and report.repairs["eu-west"] == 0  # not seen yet
+    report = await rec.run_once()
+    assert report.full_scan and report.repairs["eu-west"] == 1  # the scan finds it
+    assert (await eu.read(ns, "k2")).held_version == v2
+    for store in (us, eu):  # and registers it again everywhere
+        assert await store.redis.sismember(keys.NAMESPACES, ns)
+        bucket = keys.leaf_of("k2")[: keys.BUCKET_DIGITS]
+        assert await store.redis.sismember(keys.buckets(ns), bucket)
 
 
 async def test_replicate_namespaces_get_the_value(two: dict[str, RegionStore], ns: str) -> None:
