@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from libs.common.settings import KafkaSettings
@@ -54,6 +54,20 @@ async def follow_from_end(consumer: AIOKafkaConsumer, what: str) -> dict[int, in
                 log.warning("%s could not position on the topic's end: %r", what, exc)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+async def records(consumer: AIOKafkaConsumer, what: str) -> AsyncIterator[ConsumerRecord[Any, Any]]:
+    """Every record the consumer fetches, forever; a failed fetch is logged and retried."""
+    while True:
+        try:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+        except KafkaError as exc:
+            log.warning("%s fetch failed, retrying: %r", what, exc)
+            await asyncio.sleep(0.5)
+            continue
+        for batch in batches.values():
+            for record in batch:
+                yield record
 
 
 def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:

@@ -45,7 +45,7 @@ from aiokafka.errors import KafkaError
 from libs.common import events
 from libs.common.errors import InvalidEvent, InvalidVersion
 from libs.common.events import Event
-from libs.common.kafka import follow_from_end, make_consumer
+from libs.common.kafka import follow_from_end, make_consumer, records
 from libs.common.metrics import Metrics
 from libs.common.settings import KafkaSettings
 from libs.common.versions import parse_version
@@ -474,16 +474,8 @@ class Meter:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         await self._position(consumer)
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-            except KafkaError as exc:
-                log.warning("meter fetch failed, retrying: %r", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for record in records:
-                    self._take(record)
+        async for record in records(consumer, "meter"):
+            self._take(record)
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
         """Follow the topic from its end: only writes from now on are measured."""

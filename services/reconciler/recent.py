@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 
 from libs.common import events
 from libs.common.errors import InvalidEvent
-from libs.common.kafka import follow_from_end, make_consumer
+from libs.common.kafka import follow_from_end, make_consumer, records
 from libs.common.metrics import Metrics
 from libs.common.settings import KafkaSettings
 from services.reconciler.reconcile import Change, Reconciler
@@ -109,16 +109,8 @@ class RecentChanges:
         ends = await follow_from_end(self._consumer, "reconciler")
         log.info("reconciler checks recent changes of %s from offsets %s", self.kafka.topic, ends)
         self.positioned = True
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
-            except KafkaError as exc:
-                log.warning("reconciler fetch failed, retrying: %r", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for record in records:
-                    self._take(record.value)
+        async for record in records(self._consumer, "reconciler"):
+            self._take(record.value)
 
     def _take(self, raw: bytes | None) -> None:
         try:

@@ -9,10 +9,11 @@ return that version or a newer one, or it is a stale read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,19 @@ async def run_load(url: str, load: Load, stop: asyncio.Event) -> None:
         await asyncio.gather(*(worker(w) for w in range(WORKERS)))
 
 
+@contextlib.asynccontextmanager
+async def running_load(url: str, prefix: str) -> AsyncIterator[Load]:
+    """The load runs against ``url`` until the block ends, then is awaited."""
+    load = Load(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_load(url, load, stop))
+    try:
+        yield load
+    finally:
+        stop.set()
+        await task
+
+
 async def ops_reach(load: Load, count: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while load.ops < count:
@@ -115,10 +129,7 @@ def cluster_service(
 async def test_live_resharding_under_load_has_no_errors_and_no_stale_reads(
     cluster: RedisClusterNodes, cluster_service: Service
 ) -> None:
-    load = Load(f"rs-{uuid.uuid4().hex[:8]}")
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_load(cluster_service.url, load, stop))
-    try:
+    async with running_load(cluster_service.url, "rs") as load:
         await ops_reach(load, 2000)
         first, second, third = cluster.primaries()
         # slots (with their entries, indexes and digests) move while the load runs
@@ -126,9 +137,6 @@ async def test_live_resharding_under_load_has_no_errors_and_no_stale_reads(
         await asyncio.to_thread(cluster.reshard, second, third, 3000)
         moved_at = load.ops
         await ops_reach(load, moved_at + 500)
-    finally:
-        stop.set()
-        await task
     assert load.errors == [], load.errors[:10]
     assert load.stale == [] and load.missing == set(), (load.stale[:10], load.missing)
     assert load.writes > 500 and load.reads > 500
@@ -140,10 +148,7 @@ async def test_live_resharding_under_load_has_no_errors_and_no_stale_reads(
 async def test_a_killed_primary_fails_over_and_the_service_recovers_by_itself(
     cluster: RedisClusterNodes, cluster_service: Service
 ) -> None:
-    load = Load(f"fo-{uuid.uuid4().hex[:8]}")
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_load(cluster_service.url, load, stop))
-    try:
+    async with running_load(cluster_service.url, "fo") as load:
         await ops_reach(load, 2000)
         victim = cluster.primary_of(keys.entry(load.ns, "w0-k0"))
         killed_at = time.monotonic()
@@ -168,9 +173,6 @@ async def test_a_killed_primary_fails_over_and_the_service_recovers_by_itself(
                 f"still failing {time.monotonic() - killed_at:.1f} s after the kill: "
                 f"{load.errors[-3:]}"
             )
-    finally:
-        stop.set()
-        await task
     after_kill = [t for t, _ in load.errors if t >= killed_at]
     recovery = (max(after_kill) - killed_at) if after_kill else 0.0
     assert [e for t, e in load.errors if t < killed_at] == []
