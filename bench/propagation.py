@@ -63,7 +63,7 @@ from bench.propagation_measure import (
 )
 from bench.wan.netns import WanNet
 from bench.wan.platform import WanPlatform
-from libs.common.processes import ManagedProcess, free_port, port_open, wait_until
+from libs.common.processes import ManagedProcess, free_base_port, wait_until
 
 REGIONS = ("us-east", "eu-west", "ap-south")
 T = TypeVar("T")
@@ -99,17 +99,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def pick_base_port(count: int) -> int:
-    """A port with ``count - 1`` free ports after it (the regions' ports)."""
-    for _ in range(200):
-        base = free_port()
-        if base + count - 1 <= 65535 and all(
-            not port_open("127.0.0.1", base + i) for i in range(count)
-        ):
-            return base
-    raise RuntimeError("no free run of ports for the regions")
-
-
 def mrcache_argv() -> list[str]:
     script = Path(sys.executable).with_name("mrcache")
     if script.exists():
@@ -135,7 +124,7 @@ def run_local(args: argparse.Namespace, cfg: RunConfig) -> PlatformResult:
     own_dir = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="mrcache-propagation-")) if own_dir else args.state_dir
     state_dir = state_dir.absolute()
-    base_port = args.base_port or pick_base_port(len(REGIONS))
+    base_port = args.base_port or free_base_port(len(REGIONS))
     argv = [
         *mrcache_argv(),
         "up",

@@ -35,6 +35,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` (SO_REUSEADDR, as uvicorn binds). Binds,
+    never connects: a connect to a free loopback port can pick that very port as its
+    own source and connect to itself."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(count: int = 2) -> int:
+    """A free port whose ``count - 1`` successors are free too (``mrcache up`` regions)."""
+    while True:
+        base = free_port()
+        if base + count <= 65536 and all(port_free(base + i) for i in range(1, count)):
+            return base
+
+
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

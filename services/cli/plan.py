@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from libs.common.config import PlatformConfig
 from libs.common.errors import ConfigError
 from libs.common.naming import check_region
-from libs.common.processes import free_port
+from libs.common.processes import free_port, port_free
 from services.cli.configfile import effective_config
 from services.cli.errors import CliError
 
@@ -136,17 +135,6 @@ def make_plan(
         meter_port=meter_port,
         redis_cluster=redis_cluster,
     )
-
-
-def port_free(port: int) -> bool:
-    """Whether a service could listen on ``port`` (SO_REUSEADDR, as uvicorn binds)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _pick_ports(count: int, *, avoid: Sequence[int]) -> list[int]:

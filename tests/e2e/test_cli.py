@@ -21,7 +21,8 @@ import httpx
 import pytest
 import redis
 
-from tests.support.cluster import MRCACHE, Up, free_base_port, pid_exists, start_up, stop_up
+from libs.common.processes import free_base_port
+from tests.support.cluster import MRCACHE, Up, pid_exists, start_up, stop_up
 from tests.support.platform import eventually
 
 REGIONS = "us-east,eu-west"

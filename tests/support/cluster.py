@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from libs.common.processes import free_port
-from services.cli.plan import port_free
+from libs.common.processes import free_base_port
 
 MRCACHE = [sys.executable, "-m", "services.cli.main"]
 STARTUP_TIMEOUT = 90.0
@@ -58,14 +57,6 @@ class Up:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             pytest.fail(f"mrcache up still running after {timeout} s:\n{self.output()}")
-
-
-def free_base_port(count: int = 2) -> int:
-    """A free port whose ``count - 1`` successors are free too."""
-    while True:
-        base = free_port()
-        if base + count <= 65536 and all(port_free(base + i) for i in range(1, count)):
-            return base
 
 
 def pid_exists(pid: int) -> bool:
