@@ -68,8 +68,9 @@ class WriteResult:
 
 
 _ABSENT = ReadResult(Lookup.ABSENT, 0)
-# (ns, bucket) pairs a process remembers having registered (4,096 buckets a namespace)
-_REGISTERED_MAX = 1_000_000
+# (ns, bucket) pairs a process remembers having registered (4,096 buckets a namespace;
+# about 10 MB): past it the memory starts over, costing only repeated SADDs
+_REGISTERED_MAX = 65_536
 _TOMBSTONES = {b"m": Lookup.SUPERSEDED, b"n": Lookup.NEGATIVE}
 
 
