@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,25 +42,21 @@ relay_drop_rate = {{ "eu-west" = {drop} }}
 
 
 async def write(url: str, rate: float, duration: float, stats: dict[str, int]) -> None:
-    async with httpx.AsyncClient(
-        base_url=url, timeout=10, limits=httpx.Limits(max_connections=32)
-    ) as client:
-        started = time.monotonic()
-        sent = 0
-        pending: set[asyncio.Task[None]] = set()
-
-        async def one(i: int) -> None:
-            r = await client.put(f"/v1/ns/churn/keys/k{i % KEYS}", content=f"v{i}".encode())
-            stats["writes" if r.status_code == 200 else "write_errors"] += 1
-
-        while time.monotonic() - started < duration:
-            due = started + sent / rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            task = asyncio.create_task(one(sent))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            sent += 1
-        await asyncio.gather(*pending)
+    """The writes, paced, from their own process (bench.loadgen): in this one, the meter's
+    reads would hold them back below the rate asked for."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with tempfile.NamedTemporaryFile("w", suffix=".paths", delete=False) as paths:
+        paths.write("".join(f"/v1/ns/churn/keys/k{i}\n" for i in range(KEYS)))
+    argv = [sys.executable, "-m", "bench.loadgen", "--host", host, "--port", port]
+    argv += ["--method", "PUT", "--paths-file", paths.name, "--body-bytes", "16"]
+    argv += ["--rate", str(rate), "--duration", str(duration), "--warmup", "0"]
+    argv += ["--connections", "32"]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    Path(paths.name).unlink(missing_ok=True)
+    res = json.loads(out)
+    stats["write_errors"] += res["non_2xx_3xx"] + res["socket_errors"]
+    stats["writes"] += res["requests"] - stats["write_errors"]
 
 
 async def read(url: str, rate: float, duration: float, stats: dict[str, int]) -> None:

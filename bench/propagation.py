@@ -52,6 +52,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+from bench.kafka_floor import floor
 from bench.propagation_measure import (
     PlatformResult,
     RateResult,
@@ -163,7 +164,7 @@ def run_local(args: argparse.Namespace, cfg: RunConfig) -> PlatformResult:
         )
         print(f"[local] up in {time.monotonic() - started:.1f} s; {topology}", flush=True)
         target = Target(home=REGIONS[0], regions=regions, e2e_region=REGIONS[1])
-        return run_async(
+        result = run_async(
             measure(
                 target,
                 cfg,
@@ -173,6 +174,11 @@ def run_local(args: argparse.Namespace, cfg: RunConfig) -> PlatformResult:
                 on_rate=lambda r: print(render_rate("local", r), flush=True),
             )
         )
+        for rate in cfg.rates:
+            print(f"[local] bare aiokafka producer -> consumer at {rate:g}/s ...", flush=True)
+            result.floors[rate] = run_async(floor(str(cluster["kafka"]), rate, cfg.duration))
+        print(render_floors(result), flush=True)
+        return result
     finally:
         print("[local] stopping the platform ...", flush=True)
         code = up.stop(grace=45.0)
@@ -321,6 +327,27 @@ def render_rate(mode: str, r: RateResult) -> str:
     return "\n".join(lines)
 
 
+def render_floors(result: PlatformResult) -> str:
+    """write -> applied of each region against the broker's own publish -> consumed."""
+    lines = [
+        "\n== the broker's floor: a bare aiokafka producer -> consumer, same broker, same rate ==",
+        f"{'rate':<7} {'floor p50/p99/max':<22} {'region':<9} {'write→applied p50/p99':<23} "
+        "ratio p50/p99",
+    ]
+    for r in result.rates:
+        bare = result.floors.get(r.rate)
+        if bare is None:
+            continue
+        for reg in r.regions:
+            lines.append(
+                f"{r.rate:<7g} {_triple(bare):<22} {reg.region:<9} "
+                f"{_pair(reg.write_to_applied):<23} "
+                f"{_ratio(bare, reg.write_to_applied, 'p50')} / "
+                f"{_ratio(bare, reg.write_to_applied, 'p99')}"
+            )
+    return "\n".join(lines)
+
+
 def render_comparison(local: PlatformResult, wan: PlatformResult, delay_ms: float) -> str:
     header = ("rate", "region", "metric", "loopback p50/p99", "WAN p50/p99", "ratio p50/p99")
     rows: list[tuple[str, ...]] = []
@@ -457,6 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n[{mode}] {result.topology}")
         for rate in result.rates:
             print(render_rate(mode, rate))
+        if result.floors:
+            print(render_floors(result))
     if "local" in results and "wan" in results:
         print(render_comparison(results["local"], results["wan"], args.delay_ms))
     print(f"\ntotal time {time.monotonic() - started:.0f} s")

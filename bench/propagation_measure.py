@@ -240,6 +240,8 @@ class PlatformResult:
     precreate_seconds: float
     warm_fill: Summary  # GET in the end-to-end region that filled from home (MISS)
     rates: list[RateResult] = field(default_factory=list)
+    # rate -> a bare aiokafka producer -> consumer on the same broker (bench.kafka_floor)
+    floors: dict[float, Summary] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- watchers

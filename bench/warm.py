@@ -1,7 +1,7 @@
 """Warm-up under load: what ``mrcache warm`` costs the target region's users.
 
 ``python -m bench.warm [--keys 4000] [--top 2000] [--rate 200]`` starts two
-regions (``mrcache up``), writes ``--keys`` keys of 1 KiB in us-east and reads
+regions (``mrcache up``), writes ``--keys`` keys of 16 KiB in us-east and reads
 them there with a Zipf-like skew until us-east ranks its hottest keys. Then,
 while eu-west serves a steady open-loop read load of keys it already holds
 (bench.loadgen, latency from each request's scheduled time), it measures
@@ -30,7 +30,7 @@ from tests.support.cluster import MRCACHE, Up, running_platform
 
 RESULTS = Path(__file__).parent / "results" / "warm.json"
 HELD = 200  # keys eu-west already holds: the users' steady load
-VALUE = b"v" * 1024
+VALUE = b"v" * 16 * 1024
 
 
 async def prepare(us: str, eu: str, namespaces: list[str], keys: int) -> None:
@@ -111,6 +111,7 @@ def main() -> int:
                 ("no warm-up", None, 0.0, 0),
                 (f"warm --rate {args.rate:g}", "paced", args.rate, 50),
                 ("warm unpaced", "unpaced", 1e9, 500),
+                ("no warm-up, again", None, 0.0, 0),
             ):
                 load = user_load(eu_port, workdir, args.load, seconds)
                 time.sleep(1.0)  # the load's own warm-up
@@ -130,10 +131,10 @@ def main() -> int:
             f"{label:<22} {row['p50_ms']:>7.2f} {row['p99_ms']:>8.2f} {row['errors']:>6} "
             f"{row['warm_s']:>7.1f}"
         )
-    base = rows["no warm-up"]["p99_ms"]
-    for label in list(rows)[1:]:
+    base = max(rows["no warm-up"]["p99_ms"], rows["no warm-up, again"]["p99_ms"])
+    for label in list(rows)[1:3]:
         ratio = rows[label]["p99_ms"] / base
-        print(f"{label}: p99 {ratio:.2f}x the p99 without; {rows[label]['summary']}")
+        print(f"{label}: p99 {ratio:.2f}x the higher p99 without; {rows[label]['summary']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2))
     print(f"written to {RESULTS}")

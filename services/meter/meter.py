@@ -397,7 +397,12 @@ class Meter:
         self._tasks = [asyncio.create_task(self._dispatch(), name="meter-dispatch")]
         if follow:
             # no consumer group: every meter sees every partition, from the end (seek below)
-            self._consumer = make_consumer(self.kafka, self.kafka.topic, group_id=None)
+            # checks run their delay after each write: fetches that wait up to a quarter
+            # of the shortest one (at most 200 ms) spare the broker (the relays wait
+            # 20 ms, which is their lag)
+            wait = max(self.kafka.fetch_max_wait_ms, min(200, int(min(self.delays) * 250)))
+            lazy = self.kafka.model_copy(update={"fetch_max_wait_ms": wait})
+            self._consumer = make_consumer(lazy, self.kafka.topic, group_id=None)
             try:
                 await self._consumer.start()
             except BaseException:

@@ -32,6 +32,9 @@ from services.reconciler.reconcile import Change, Reconciler
 
 log = logging.getLogger(__name__)
 
+# what the consumer's fetches wait for new events (the relays use 20 ms: their lag)
+FETCH_WAIT_MS = 200
+
 
 @dataclass(order=True)
 class _Due:
@@ -52,6 +55,7 @@ class RecentChanges:
         delay: float,
         batch: int = 512,
         max_pending: int = 200_000,
+        tick: float = 0.1,
     ) -> None:
         self.kafka = kafka
         self.reconciler = reconciler
@@ -59,10 +63,10 @@ class RecentChanges:
         self.delay = delay
         self.batch = batch
         self.max_pending = max_pending
+        self.tick = tick
         self.overflow = 0
         self._due: list[_Due] = []
         self._seq = itertools.count()
-        self._wake = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.positioned = False
@@ -96,7 +100,9 @@ class RecentChanges:
     async def _consume(self) -> None:
         delay = 0.5
         while self._consumer is None:
-            consumer = make_consumer(self.kafka, self.kafka.topic, group_id=None)
+            # the checks wait half a second anyway: long fetch waits spare the broker
+            lazy = self.kafka.model_copy(update={"fetch_max_wait_ms": FETCH_WAIT_MS})
+            consumer = make_consumer(lazy, self.kafka.topic, group_id=None)
             try:
                 await consumer.start()
                 self._consumer = consumer
@@ -122,31 +128,24 @@ class RecentChanges:
             return
         change = Change(event.ns, event.key if event.type == "key" else None, event.version)
         heapq.heappush(self._due, _Due(event.ts_ms / 1000 + self.delay, next(self._seq), change))
-        self._wake.set()
 
     async def _check(self) -> None:
+        # a tick rather than a wake-up per event: the checks go in batches (a pipeline per
+        # region each), which is what keeps them cheap at thousands of events a second
         while True:
-            if not self._due:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            wait = self._due[0].at - time.time()
-            if wait > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                continue
+            await asyncio.sleep(self.tick)
             now = time.time()
-            batch: list[Change] = []
-            while self._due and self._due[0].at <= now and len(batch) < self.batch:
-                batch.append(heapq.heappop(self._due).change)
-            try:
-                repairs = await self.reconciler.check_changes(batch)
-            except Exception:  # checking must never stop; the full pass covers this batch
-                log.exception("recent-change check failed")
-                continue
-            self.metrics.reconciler_recent_checks.inc(len(batch))
-            for region, count in repairs.items():
-                if count:
-                    self.metrics.reconciler_repairs.labels(region).inc(count)
-                    self.metrics.reconciler_recent_repairs.labels(region).inc(count)
+            while self._due and self._due[0].at <= now:
+                batch: list[Change] = []
+                while self._due and self._due[0].at <= now and len(batch) < self.batch:
+                    batch.append(heapq.heappop(self._due).change)
+                try:
+                    repairs = await self.reconciler.check_changes(batch)
+                except Exception:  # checking must never stop; the full pass covers it
+                    log.exception("recent-change check failed")
+                    continue
+                self.metrics.reconciler_recent_checks.inc(len(batch))
+                for region, count in repairs.items():
+                    if count:
+                        self.metrics.reconciler_repairs.labels(region).inc(count)
+                        self.metrics.reconciler_recent_repairs.labels(region).inc(count)
