@@ -109,7 +109,7 @@ def main() -> int:
             seconds = args.top / args.rate
             for label, ns_hint, rate, batch in (
                 ("no warm-up", None, 0.0, 0),
-                (f"warm --rate {args.rate:g}", "paced", args.rate, 50),
+                (f"warm --rate {args.rate:g}", "paced", args.rate, 10),
                 ("warm unpaced", "unpaced", 1e9, 500),
                 ("no warm-up, again", None, 0.0, 0),
             ):

@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     warm_cmd.add_argument(
         "--batch",
         type=_batch,
-        default=50,
-        help="keys per request to the target, at most 500 (default 50)",
+        default=10,
+        help="keys per request to the target, at most 500 (default 10: small batches keep "
+        "the paced load smooth)",
     )
 
     for command in commands.choices.values():

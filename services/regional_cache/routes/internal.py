@@ -16,8 +16,9 @@ from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, Runtim
 
 router = APIRouter(include_in_schema=False)
 
-# copies one warm request fetches from the source at once
-_WARM_CONCURRENCY = 16
+# copies one warm request fetches from the source at once: few, so a warm-up batch
+# never crowds out the region's own requests
+_WARM_CONCURRENCY = 4
 
 
 class WarmRequest(BaseModel):
