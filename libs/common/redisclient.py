@@ -47,7 +47,3 @@ def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -
             supported_errors=(RedisConnectionError, RedisTimeoutError),
         ),
     )
-
-
-def is_cluster(client: RedisClient) -> bool:
-    return isinstance(client, RedisCluster)

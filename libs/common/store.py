@@ -79,7 +79,6 @@ class RegionStore:
 
     def __init__(self, redis: RedisClient, *, tombstone_ttl: float) -> None:
         self.redis = redis
-        self.cluster = isinstance(redis, RedisCluster)
         # (ns, bucket) this process has entered in the reconciler's registries
         self._registered: set[tuple[str, str]] = set()
         self.scripts = Scripts(redis)
@@ -411,10 +410,12 @@ class RegionStore:
     async def memory_info(self) -> dict[str, Any]:
         """Eviction policy and memory of the region's Redis (summed over a cluster's
         primaries)."""
+        extra: dict[str, Any] = {}
         try:
             if isinstance(self.redis, RedisCluster):
                 per_node = await self.redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
                 nodes = list(per_node.values())
+                extra["cluster_primaries"] = len(nodes)
             else:
                 nodes = [await self.redis.info("memory")]
         except RedisError as exc:
@@ -423,7 +424,7 @@ class RegionStore:
             "maxmemory_policy": nodes[0].get("maxmemory_policy") if nodes else None,
             "maxmemory": sum(int(n.get("maxmemory", 0)) for n in nodes),
             "used_memory": sum(int(n.get("used_memory", 0)) for n in nodes),
-            **({"cluster_primaries": len(nodes)} if self.cluster else {}),
+            **extra,
         }
 
 
