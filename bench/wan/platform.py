@@ -9,7 +9,7 @@ Topology (see :mod:`bench.wan.netns` for the addresses):
   (region *i* on ``:8100+i``) and its invalidation_relay (metrics ``:9100+i``), all configured with
   public addresses only: ``MRCACHE_KAFKA__BOOTSTRAP=<broker public>:9092`` and
   ``MRCACHE_REGION_URLS`` = every region's ``http://<public>:8100``;
-* every region namespace also runs one delay proxy (:mod:`bench.wan.proxy`)
+* every region namespace also runs one delay proxy (:mod:`services.cli.delayproxy`)
   that listens on each *other* region's public address (its HTTP port, and the
   broker port for the broker's region) and forwards to that region's link
   address after the one-way delay each way.
@@ -180,7 +180,13 @@ class WanPlatform:
                 routes.append(f"{home.public}:{BROKER_PORT}={home.link}:{BROKER_PORT}")
             ready_file = self.state_dir / f"proxy-{r.region}.ready"
             ready_file.unlink(missing_ok=True)
-            argv = [sys.executable, "-m", "bench.wan.proxy", "--delay-ms", f"{self.delay_ms:g}"]
+            argv = [
+                sys.executable,
+                "-m",
+                "services.cli.delayproxy",
+                "--delay-ms",
+                f"{self.delay_ms:g}",
+            ]
             for route in routes:
                 argv += ["--route", route]
             argv += ["--ready-file", str(ready_file)]

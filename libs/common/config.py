@@ -69,6 +69,9 @@ class ReconcilerSection(_Strict):
 
 class FaultsSection(_Strict):
     relay_drop_rate: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    # development only: each relay serves PUT /v1/faults to change its drills while it
+    # runs (the consistency checker turns event loss on and off on a schedule)
+    control: bool = False
 
 
 class RelaySection(_Strict):

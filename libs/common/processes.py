@@ -299,9 +299,14 @@ def cluster_ok(port: int, *, nodes: int) -> bool:
     )
 
 
-def broker_process(port: int, workdir: Path, *, name: str = "broker") -> ManagedProcess:
+def broker_process(
+    port: int, workdir: Path, *, name: str = "broker", advertised_port: int | None = None
+) -> ManagedProcess:
+    """The embedded broker on ``port``; clients are told to connect to ``advertised_port``
+    (a proxy in front of it) when given."""
     url = f"tcp://127.0.0.1:{port}"
-    argv = [broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    argv = [broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
     return ManagedProcess(name, argv, workdir / f"{name}.log")
 
 

@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 state_dir=args.state_dir,
                 ready_timeout=args.ready_timeout,
                 redis_cluster=args.redis_cluster,
+                kafka=args.kafka,
+                replicas=args.replicas,
+                on_failure=args.on_failure,
             )
         if args.command == "down":
             return down.run(state_dir=args.state_dir, timeout=args.timeout)
@@ -88,6 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run each region on a Redis Cluster of 6 redis-server processes "
         "(3 primaries, 3 replicas), made anew by each up, instead of one redis-server",
+    )
+    up_cmd.add_argument(
+        "--kafka",
+        metavar="BOOTSTRAP",
+        help="use this Kafka (host:port[,host:port]) instead of starting the embedded broker; "
+        "its topics are created when missing",
+    )
+    up_cmd.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=1,
+        help="regional_cache processes per region, sharing the region's Redis (default 1); "
+        "the first serves on base-port + i, the others on free ports listed in cluster.json",
+    )
+    up_cmd.add_argument(
+        "--on-failure",
+        choices=("restart", "stop"),
+        default="restart",
+        help="what a process that exits on its own causes: restart it after a growing delay "
+        "(default), or stop the whole platform",
     )
     up_cmd.add_argument(
         "--ready-timeout",
@@ -245,6 +268,10 @@ def _whole(text: str, high: int) -> int:
 
 def _count(text: str) -> int:
     return _whole(text, 10_000)
+
+
+def _replicas(text: str) -> int:
+    return _whole(text, 8)
 
 
 def _batch(text: str) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.common.config import PlatformConfig
@@ -24,7 +24,8 @@ class Plan:
     base_port: int
     state_dir: Path
     config: PlatformConfig
-    kafka_port: int
+    # the embedded broker's port; None with ``external_kafka``
+    kafka_port: int | None
     # each region's Redis: one server, or with ``redis_cluster`` the nodes of a Redis
     # Cluster (3 primaries, 3 replicas), the first of which is its seed URL
     redis_nodes: Mapping[str, tuple[int, ...]]
@@ -37,6 +38,10 @@ class Plan:
     # health, metrics and report port of the consistency meter
     meter_port: int
     redis_cluster: bool = False
+    # bootstrap servers of a Kafka the user runs (``up --kafka``) instead of the embedded one
+    external_kafka: str | None = None
+    # ports of each region's further regional_cache replicas (the first is base_port + i)
+    replica_ports: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def redis_ports(self) -> Mapping[str, int]:
@@ -49,6 +54,20 @@ class Plan:
     def url(self, region: str) -> str:
         return f"http://{HOST}:{self.port(region)}"
 
+    def peer_url(self, region: str) -> str:
+        """The URL other regions reach ``region`` at: ``[regions.<name>] url`` when the
+        config sets one (a proxy, a load balancer), else its first replica."""
+        return self.config.region(region).url or self.url(region)
+
+    def replicas(self, region: str) -> tuple[tuple[str, int], ...]:
+        """(scope, port) of each regional_cache of ``region``: ``us-east`` on
+        ``base_port + i``, then ``us-east/2``, ``us-east/3`` ... on their own ports."""
+        extra = self.replica_ports.get(region, ())
+        return (
+            (region, self.port(region)),
+            *((f"{region}/{n}", port) for n, port in enumerate(extra, 2)),
+        )
+
     def redis_url(self, region: str) -> str:
         return f"redis://{HOST}:{self.redis_ports[region]}/0"
 
@@ -58,6 +77,8 @@ class Plan:
 
     @property
     def kafka(self) -> str:
+        if self.external_kafka is not None:
+            return self.external_kafka
         return f"{HOST}:{self.kafka_port}"
 
     @property
@@ -95,7 +116,13 @@ CLUSTER_NODES = 6
 
 
 def make_plan(
-    config: PlatformConfig, *, base_port: int, state_dir: Path, redis_cluster: bool = False
+    config: PlatformConfig,
+    *,
+    base_port: int,
+    state_dir: Path,
+    redis_cluster: bool = False,
+    external_kafka: str | None = None,
+    replicas: int = 1,
 ) -> Plan:
     """Check the service ports are free and pick free ports for the broker and each Redis."""
     regions = tuple(config.platform.regions)
@@ -108,10 +135,12 @@ def make_plan(
         )
     per_region = CLUSTER_NODES if redis_cluster else 1
     buses = per_region if redis_cluster else 0
+    extra = replicas - 1
     kafka_port, reconciler_port, meter_port, *others = _pick_ports(
-        3 + (1 + per_region + buses) * len(regions), avoid=service_ports
+        3 + (1 + per_region + buses + extra) * len(regions), avoid=service_ports
     )
     relay_ports, others = others[: len(regions)], others[len(regions) :]
+    replica_ports, others = others[: extra * len(regions)], others[extra * len(regions) :]
     redis_ports, bus_ports = (
         others[: per_region * len(regions)],
         others[per_region * len(regions) :],
@@ -121,7 +150,12 @@ def make_plan(
         base_port=base_port,
         state_dir=state_dir,
         config=config,
-        kafka_port=kafka_port,
+        kafka_port=None if external_kafka else kafka_port,
+        external_kafka=external_kafka,
+        replica_ports={
+            region: tuple(replica_ports[i * extra : (i + 1) * extra])
+            for i, region in enumerate(regions)
+        },
         redis_nodes={
             region: tuple(redis_ports[i * per_region : (i + 1) * per_region])
             for i, region in enumerate(regions)

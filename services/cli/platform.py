@@ -29,6 +29,7 @@ from libs.common.processes import (
     service_process,
 )
 from libs.common.settings import KafkaSettings
+from services.cli.errors import CliError
 from services.cli.plan import HOST, Plan
 from services.cli.state import SUPERVISOR, ClusterState, RegionEndpoints
 from services.cli.supervisor import Member, StartupFailed, Supervisor
@@ -41,15 +42,19 @@ CLUSTER_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class ServiceRole:
-    """A Python service run as ``python -m <module>``, per region or once (scope ``local``)."""
+    """A Python service run as ``python -m <module>``, per region or once (scope ``local``),
+    or in the scopes ``scoped`` names (each replica of a region's cache)."""
 
     name: str
     module: str
     env: Callable[[Plan, str], dict[str, str]]
     ready: Callable[[Plan, str], bool]
     per_region: bool = True
+    scoped: Callable[[Plan], tuple[str, ...]] | None = None
 
     def scopes(self, plan: Plan) -> tuple[str, ...]:
+        if self.scoped is not None:
+            return self.scoped(plan)
         return plan.regions if self.per_region else (LOCAL,)
 
 
@@ -66,18 +71,29 @@ def service_env(plan: Plan, region: str) -> dict[str, str]:
     }
 
 
-def regional_cache_env(plan: Plan, region: str) -> dict[str, str]:
-    urls = {name: plan.url(name) for name in plan.regions}
+def _replica(plan: Plan, scope: str) -> tuple[str, int]:
+    """The region and port of a regional_cache scope (``us-east`` or ``us-east/2``)."""
+    region = scope.split("/", 1)[0]
+    return region, dict(plan.replicas(region))[scope]
+
+
+def regional_cache_env(plan: Plan, scope: str) -> dict[str, str]:
+    region, port = _replica(plan, scope)
+    urls = {name: plan.peer_url(name) for name in plan.regions}
     return {
         **service_env(plan, region),
         "MRCACHE_HOST": HOST,
-        "MRCACHE_PORT": str(plan.port(region)),
+        "MRCACHE_PORT": str(port),
         "MRCACHE_REGION_URLS": json.dumps(urls),
     }
 
 
-def regional_cache_ready(plan: Plan, region: str) -> bool:
-    return _http_ok(f"{plan.url(region)}/readyz")
+def regional_cache_ready(plan: Plan, scope: str) -> bool:
+    return _http_ok(f"http://{HOST}:{_replica(plan, scope)[1]}/readyz")
+
+
+def regional_cache_scopes(plan: Plan) -> tuple[str, ...]:
+    return tuple(scope for region in plan.regions for scope, _ in plan.replicas(region))
 
 
 def relay_env(plan: Plan, region: str) -> dict[str, str]:
@@ -132,7 +148,11 @@ def meter_ready(plan: Plan, _: str) -> bool:
 
 SERVICE_ROLES: tuple[ServiceRole, ...] = (
     ServiceRole(
-        "regional_cache", "services.regional_cache", regional_cache_env, regional_cache_ready
+        "regional_cache",
+        "services.regional_cache",
+        regional_cache_env,
+        regional_cache_ready,
+        scoped=regional_cache_scopes,
     ),
     ServiceRole("invalidation_relay", "services.invalidation_relay", relay_env, relay_ready),
     ServiceRole(
@@ -166,14 +186,30 @@ def _start_redis_clusters(plan: Plan, supervisor: Supervisor) -> None:
             raise StartupFailed(first, f"could not form the Redis Cluster: {exc}") from None
 
 
+def _create_topics(plan: Plan) -> None:
+    asyncio.run(
+        asyncio.wait_for(
+            ensure_topics(
+                KafkaSettings(bootstrap=plan.kafka),
+                extra=[m.topic for m in plan.config.relay.debezium],
+            ),
+            TOPICS_TIMEOUT,
+        )
+    )
+
+
 def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
     """Start everything through ``supervisor`` and describe it for cluster.json."""
-    broker = Member(
-        f"broker:{LOCAL}",
-        broker_process(plan.kafka_port, plan.log_dir),
-        functools.partial(port_open, HOST, plan.kafka_port),
-    )
-    supervisor.launch([broker])
+    broker: Member | None = None
+    if plan.kafka_port is not None:
+        broker = Member(
+            f"broker:{LOCAL}",
+            broker_process(plan.kafka_port, plan.log_dir),
+            functools.partial(port_open, HOST, plan.kafka_port),
+            # memory storage: a restarted broker starts without topics
+            after_restart=functools.partial(_create_topics, plan),
+        )
+        supervisor.launch([broker])
     if plan.redis_cluster:
         _start_redis_clusters(plan, supervisor)
     else:
@@ -194,16 +230,10 @@ def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
         )
     # Before any service: every consumer must see the same partitions from the first event.
     try:
-        asyncio.run(
-            asyncio.wait_for(
-                ensure_topics(
-                    KafkaSettings(bootstrap=plan.kafka),
-                    extra=[m.topic for m in plan.config.relay.debezium],
-                ),
-                TOPICS_TIMEOUT,
-            )
-        )
+        _create_topics(plan)
     except Exception as exc:
+        if broker is None:
+            raise CliError(f"could not create the Kafka topics on {plan.kafka}: {exc!r}") from None
         raise StartupFailed(broker, f"could not create the Kafka topics: {exc!r}") from None
     for role in SERVICE_ROLES:
         supervisor.launch(
@@ -218,6 +248,11 @@ def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
                 for scope in role.scopes(plan)
             ]
         )
+    return describe(plan, supervisor)
+
+
+def describe(plan: Plan, supervisor: Supervisor) -> ClusterState:
+    """What cluster.json says of the running platform (again after each restart: new pids)."""
     return ClusterState(
         regions={
             region: RegionEndpoints(
@@ -225,9 +260,20 @@ def start_platform(plan: Plan, supervisor: Supervisor) -> ClusterState:
                 redis=plan.redis_url(region),
                 redis_cluster=plan.redis_cluster,
                 redis_nodes=[f"{HOST}:{port}" for port in plan.redis_nodes[region]],
+                replicas=[f"http://{HOST}:{port}" for _, port in plan.replicas(region)],
             )
             for region in plan.regions
         },
         kafka=plan.kafka,
         processes={SUPERVISOR: os.getpid(), **{m.key: m.proc.pid for m in supervisor.members}},
+        services={
+            **{
+                f"invalidation_relay:{region}": f"http://{HOST}:{plan.relay_ports[region]}"
+                for region in plan.regions
+            },
+            f"reconciler:{LOCAL}": f"http://{HOST}:{plan.reconciler_port}",
+            f"meter:{LOCAL}": f"http://{HOST}:{plan.meter_port}",
+        },
+        restarts=dict(supervisor.restarts),
+        on_failure=supervisor.on_failure,
     )

@@ -5,7 +5,11 @@ tests where every region is and which processes run::
 
     {"regions": {"us-east": {"url": "http://127.0.0.1:8100", "redis": "redis://..."}},
      "kafka": "127.0.0.1:<port>",
-     "processes": {"supervisor:local": <pid>, "broker:local": <pid>, "redis:us-east": <pid>, ...}}
+     "processes": {"supervisor:local": <pid>, "broker:local": <pid>, "redis:us-east": <pid>, ...},
+     "services": {"invalidation_relay:us-east": "http://127.0.0.1:<port>", ...},
+     "restarts": {"invalidation_relay:us-east": 1}}
+
+The supervisor writes it again after each restart of a crashed process (new pids).
 
 It exists only while the platform is ready: ``up`` writes it once every region
 answers ``/readyz`` and removes it after stopping everything.
@@ -36,6 +40,8 @@ class RegionEndpoints(BaseModel):
     # with `up --redis-cluster`: redis is the seed node, redis_nodes every node
     redis_cluster: bool = False
     redis_nodes: list[str] = Field(default_factory=list)
+    # every regional_cache of the region (`up --replicas`), the first being `url`
+    replicas: list[str] = Field(default_factory=list)
 
 
 class ClusterState(BaseModel):
@@ -46,6 +52,11 @@ class ClusterState(BaseModel):
     regions: dict[str, RegionEndpoints]
     kafka: str
     processes: dict[str, int]
+    # the HTTP URL of every process that is not a region's cache (relays, reconciler, meter)
+    services: dict[str, str] = Field(default_factory=dict)
+    # how often the supervisor restarted each process since `up` began
+    restarts: dict[str, int] = Field(default_factory=dict)
+    on_failure: str = "restart"
     written_at: float = Field(default=0.0, exclude=True)
 
 

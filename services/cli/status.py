@@ -21,14 +21,22 @@ def run(*, state_dir: Path, timeout: float = 2.0) -> int:
             ready, text = readiness(client, endpoints.url)
             healthy = healthy and ready
             region_rows.append((name, endpoints.url, text))
-    process_rows: list[tuple[str, int, str]] = []
+    process_rows: list[tuple[str, int, str, int, str]] = []
     for key, pid in state.processes.items():
         alive = pids.running(pid, started_by=state.written_at)
         healthy = healthy and alive
-        process_rows.append((key, pid, "running" if alive else "gone"))
+        process_rows.append(
+            (
+                key,
+                pid,
+                "running" if alive else "gone",
+                state.restarts.get(key, 0),
+                state.services.get(key, ""),
+            )
+        )
     print(render(("REGION", "URL", "READY"), region_rows))
     print()
-    print(render(("PROCESS", "PID", "STATE"), process_rows))
+    print(render(("PROCESS", "PID", "STATE", "RESTARTS", "URL"), process_rows))
     print(f"\nkafka bootstrap: {state.kafka}")
     return 0 if healthy else 1
 

@@ -1,10 +1,16 @@
-"""Start processes in tiers, watch them, stop them in reverse order.
+"""Start processes in tiers, watch them, restart the ones that crash, stop them in reverse order.
 
 A tier is a group of processes that may start together (the broker; every
 region's Redis; every region's cache service). :meth:`Supervisor.launch` starts
 a tier and waits until each member is ready, so a tier only starts once the
 tiers it depends on serve; :meth:`Supervisor.stop` stops the tiers newest
 first, the members of one tier in parallel.
+
+Once the platform runs, :meth:`Supervisor.watch` restarts a member that exits
+on its own, the way systemd's ``Restart=on-failure`` or Kubernetes would: after
+a delay that doubles with each crash in a row (0.5 s up to 30 s, reset once
+the member has run for a while), so a process that cannot start does not spin.
+With ``on_failure="stop"`` the first crash ends the watch instead.
 
 Children are started from the main thread: they get a parent-death signal
 (``libs.common.processes``), which the kernel sends when the *thread* that
@@ -21,6 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
+from typing import Literal
 
 from libs.common.processes import ManagedProcess
 from services.cli.errors import CliError
@@ -28,6 +35,12 @@ from services.cli.errors import CliError
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+OnFailure = Literal["restart", "stop"]
+# restart delays: the first crash waits FIRST_DELAY, each crash in a row doubles it
+FIRST_DELAY = 0.5
+MAX_DELAY = 30.0
+# a member that ran this long before crashing starts over at FIRST_DELAY
+STABLE_AFTER = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,9 @@ class Member:
     key: str
     proc: ManagedProcess
     ready: Callable[[], bool]
+    # run once a crashed member was started again (the embedded broker, which keeps
+    # nothing on disk, needs its topics back)
+    after_restart: Callable[[], None] | None = None
 
     def exit_code(self) -> int | None:
         return None if self.proc.popen is None else self.proc.popen.returncode
@@ -83,13 +99,27 @@ class StopFlag:
 class Supervisor:
     """Owns every process it launched until :meth:`stop` (idempotent)."""
 
-    def __init__(self, stop_flag: StopFlag, *, ready_timeout: float, grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        stop_flag: StopFlag,
+        *,
+        ready_timeout: float,
+        grace: float = 10.0,
+        on_failure: OnFailure = "restart",
+    ) -> None:
         self._stop_flag = stop_flag
         self._ready_timeout = ready_timeout
         # One deadline for the whole startup: what the user waits for is the platform.
         self._deadline = time.monotonic() + ready_timeout
         self._grace = grace
         self._tiers: list[list[Member]] = []
+        self.on_failure = on_failure
+        # restarts per member key since `up` began
+        self.restarts: dict[str, int] = {}
+        self._crashes_in_a_row: dict[str, int] = {}
+        self._started_at: dict[str, float] = {}
+        # members waiting out their restart delay: key -> monotonic time of the restart
+        self._restart_at: dict[str, float] = {}
 
     @property
     def members(self) -> list[Member]:
@@ -109,6 +139,7 @@ class Supervisor:
                 member.proc.start()
             except OSError as exc:
                 raise StartupFailed(member, f"could not start: {exc}") from None
+            self._started_at[member.key] = time.monotonic()
         pending = list(tier)
         while True:
             if self._stop_flag.is_set():
@@ -126,14 +157,63 @@ class Supervisor:
         for member in tier:
             log.info("%s ready (pid %d)", member.key, member.proc.pid)
 
-    def wait(self, interval: float = 0.2) -> Member | None:
-        """Block until a stop signal (``None``) or until a member exits (that member)."""
+    def watch(
+        self, *, interval: float = 0.2, restarted: Callable[[], None] | None = None
+    ) -> Member | None:
+        """Block until a stop signal (``None``); a member that exits meanwhile is restarted
+        after its delay (``restarted`` is called after each restart), or with
+        ``on_failure="stop"`` returned."""
         while not self._stop_flag.is_set():
-            dead = self._first_dead()
-            if dead is not None:
-                return dead
+            now = time.monotonic()
+            for member in self.members:
+                due = self._restart_at.get(member.key)
+                if due is not None:
+                    if now >= due:
+                        self._restart(member)
+                        if restarted is not None:
+                            restarted()
+                elif not member.proc.alive():
+                    if self.on_failure == "stop":
+                        return member
+                    self._schedule_restart(member, now)
             time.sleep(interval)
         return None
+
+    def _schedule_restart(self, member: Member, now: float) -> None:
+        if now - self._started_at.get(member.key, now) >= STABLE_AFTER:
+            self._crashes_in_a_row[member.key] = 0
+        crashes = self._crashes_in_a_row.get(member.key, 0) + 1
+        self._crashes_in_a_row[member.key] = crashes
+        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (crashes - 1))
+        self._restart_at[member.key] = now + delay
+        log.error(
+            "%s (pid %d) exited unexpectedly with code %s; restarting it in %.1f s "
+            "(crash %d in a row)\n--- last lines of %s ---\n%s",
+            member.key,
+            member.proc.pid,
+            member.exit_code(),
+            delay,
+            crashes,
+            member.proc.log_path,
+            member.proc.log_tail(),
+        )
+
+    def _restart(self, member: Member) -> None:
+        del self._restart_at[member.key]
+        try:
+            member.proc.start()
+        except OSError as exc:  # e.g. the binary vanished: try again after a longer delay
+            log.error("could not restart %s: %s", member.key, exc)
+            self._schedule_restart(member, time.monotonic())
+            return
+        self._started_at[member.key] = time.monotonic()
+        self.restarts[member.key] = self.restarts.get(member.key, 0) + 1
+        log.info("%s restarted (pid %d)", member.key, member.proc.pid)
+        if member.after_restart is not None:
+            try:
+                member.after_restart()
+            except Exception as exc:  # the member runs; what it needs may follow later
+                log.error("after restarting %s: %r", member.key, exc)
 
     def _first_dead(self) -> Member | None:
         return next((m for m in self.members if not m.proc.alive()), None)

@@ -9,7 +9,7 @@ from pathlib import Path
 from libs.common import logs
 from services.cli.configfile import write_config
 from services.cli.plan import Plan, make_plan, resolve_config
-from services.cli.platform import start_platform
+from services.cli.platform import describe, start_platform
 from services.cli.state import (
     ClusterState,
     cluster_path,
@@ -17,7 +17,13 @@ from services.cli.state import (
     supervisor_lock,
     write_state,
 )
-from services.cli.supervisor import Interrupted, StartupFailed, StopFlag, Supervisor
+from services.cli.supervisor import (
+    Interrupted,
+    OnFailure,
+    StartupFailed,
+    StopFlag,
+    Supervisor,
+)
 from services.cli.table import render
 
 log = logging.getLogger(__name__)
@@ -31,11 +37,16 @@ def run(
     state_dir: Path,
     ready_timeout: float,
     redis_cluster: bool = False,
+    kafka: str | None = None,
+    replicas: int = 1,
+    on_failure: OnFailure = "restart",
 ) -> int:
-    """Start, print the endpoints, serve until a signal or a child's death, stop everything.
+    """Start, print the endpoints, serve until a signal, stop everything.
 
-    Exit code 0 after a stop signal, 1 when the platform failed to start or a
-    process died; configuration errors raise before anything starts.
+    A process that crashes meanwhile is restarted (``on_failure="restart"``), or
+    ends the platform (``"stop"``). Exit code 0 after a stop signal, 1 when the
+    platform failed to start or (``"stop"``) a process died; configuration errors
+    raise before anything starts.
     """
     config = resolve_config(config_file, regions, base_port)
     state_dir = state_dir.absolute()
@@ -44,14 +55,19 @@ def run(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with supervisor_lock(state_dir):
         plan = make_plan(
-            config, base_port=base_port, state_dir=state_dir, redis_cluster=redis_cluster
+            config,
+            base_port=base_port,
+            state_dir=state_dir,
+            redis_cluster=redis_cluster,
+            external_kafka=kafka,
+            replicas=replicas,
         )
         # The lock was free, so a cluster.json here is left by a supervisor that was killed.
         remove_state(state_dir)
         plan.log_dir.mkdir(parents=True, exist_ok=True)
         write_config(plan.config, plan.config_path)
         with StopFlag().installed() as stop_flag:
-            supervisor = Supervisor(stop_flag, ready_timeout=ready_timeout)
+            supervisor = Supervisor(stop_flag, ready_timeout=ready_timeout, on_failure=on_failure)
             try:
                 return _serve(plan, supervisor, stop_flag)
             finally:
@@ -80,7 +96,9 @@ def _serve(plan: Plan, supervisor: Supervisor, stop_flag: StopFlag) -> int:
         return 1
     write_state(plan.state_dir, state)
     print(summary(plan, state), flush=True)
-    dead = supervisor.wait()
+    dead = supervisor.watch(
+        restarted=lambda: write_state(plan.state_dir, describe(plan, supervisor))
+    )
     if dead is not None:
         log.error(
             "%s (pid %d) exited unexpectedly with code %s; stopping the platform\n"

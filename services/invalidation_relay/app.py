@@ -9,10 +9,14 @@ from __future__ import annotations
 import functools
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from libs.common.debezium import to_event
 from libs.common.metrics import Metrics
 from libs.common.redisclient import RedisClient, make_redis
+from libs.common.responses import JsonResponse
 from libs.common.sidecar import sidecar_app
 from libs.common.store import RegionStore
 from services.invalidation_relay.relay import Relay
@@ -42,6 +46,28 @@ def create_app(settings: RelaySettings) -> Starlette:
         await relay.stop()
         await redis.aclose()
 
+    async def faults(request: Request) -> Response:
+        """Change this relay's drills while it runs (``[faults] control = true`` only)."""
+        try:
+            body = await request.json()
+            rate = body["drop_rate"] if isinstance(body, dict) else None
+        except (ValueError, KeyError):
+            rate = None
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            return JsonResponse(
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": 'body must be {"drop_rate": <number in [0, 1]>}',
+                    }
+                },
+                status_code=400,
+            )
+        relay.drop_rate = float(rate)
+        return JsonResponse({"drop_rate": relay.drop_rate})
+
+    controlled = settings.platform().faults.control
+
     app = sidecar_app(
         role="invalidation_relay",
         start=relay.start,
@@ -54,6 +80,7 @@ def create_app(settings: RelaySettings) -> Starlette:
             "drop_rate": relay.drop_rate,
             "applied": relay.applied_total,
         },
+        routes=[Route("/v1/faults", faults, methods=["PUT"])] if controlled else [],
     )
     app.state.relay = relay
     return app

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ import redis
 
 from libs.common.processes import free_base_port
 from tests.support.cluster import MRCACHE, Up, pid_exists, start_up, stop_up
-from tests.support.platform import eventually
+from tests.support.platform import Broker, eventually
 
 REGIONS = "us-east,eu-west"
 
@@ -164,14 +165,70 @@ def test_a_signal_to_up_stops_everything(
     assert "Traceback" not in up.output()
 
 
-def test_a_child_that_dies_stops_the_platform(mrcache_up: Callable[..., Up]) -> None:
-    up = mrcache_up()
+def test_with_on_failure_stop_a_child_that_dies_stops_the_platform(
+    mrcache_up: Callable[..., Up],
+) -> None:
+    up = mrcache_up("--on-failure", "stop")
     cluster = up.cluster()
+    assert cluster["on_failure"] == "stop"
     os.kill(cluster["processes"]["regional_cache:eu-west"], signal.SIGKILL)
     assert up.wait() == 1
     assert_all_gone(up)
     assert "regional_cache:eu-west" in up.output()
     assert "exited unexpectedly" in up.output()
+
+
+def test_crashed_processes_are_restarted_replicas_serve_and_an_external_kafka_is_used(
+    mrcache_up: Callable[..., Up], tmp_path: Path, broker: Broker
+) -> None:
+    """`--replicas 2` runs two caches per region on one Redis, `--kafka` uses the given
+    broker instead of starting one, and a process killed with SIGKILL comes back (with a
+    new pid in cluster.json and a restart count in `status`) while the rest serve on."""
+    config = tmp_path / "platform.toml"
+    config.write_text("[faults]\ncontrol = true\n")
+    up = mrcache_up("--replicas", "2", "--kafka", broker.bootstrap, "--config", str(config))
+    cluster = up.cluster()
+    assert cluster["kafka"] == broker.bootstrap
+    assert "broker:local" not in cluster["processes"]
+    assert {"regional_cache:us-east/2", "regional_cache:eu-west/2"} <= set(cluster["processes"])
+    replicas = cluster["regions"]["us-east"]["replicas"]
+    assert replicas[0] == cluster["regions"]["us-east"]["url"] and len(replicas) == 2
+    relay_url = cluster["services"]["invalidation_relay:eu-west"]
+    with httpx.Client(timeout=10.0, trust_env=False) as http:
+        # a write through one replica is read through the other: they share the region
+        assert http.put(f"{replicas[1]}/v1/ns/default/keys/r", content=b"one").status_code == 200
+        assert http.get(f"{replicas[0]}/v1/ns/default/keys/r").content == b"one"
+        # the drill can be changed while the relay runs ([faults] control)
+        assert http.put(f"{relay_url}/v1/faults", json={"drop_rate": 0.5}).json() == {
+            "drop_rate": 0.5
+        }
+        assert http.put(f"{relay_url}/v1/faults", json={"drop_rate": 2}).status_code == 400
+        assert http.get(f"{relay_url}/v1/info").json()["drop_rate"] == 0.5
+
+        old = cluster["processes"]["invalidation_relay:eu-west"]
+        os.kill(old, signal.SIGKILL)
+
+        def restarted() -> dict[str, Any] | None:
+            state: dict[str, Any] = json.loads(up.cluster_path.read_text())
+            return state if state["restarts"].get("invalidation_relay:eu-west") else None
+
+        state = eventually(restarted, timeout=30, what="the killed relay restarted")
+        assert state["processes"]["invalidation_relay:eu-west"] != old
+        up.pids.update(state["processes"].values())
+        def ready() -> bool:
+            try:
+                return http.get(f"{relay_url}/readyz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(ready, timeout=30, what="the restarted relay ready")
+        assert up.popen.poll() is None
+    assert "restarting it in" in up.output()
+    status = cli("status", "--state-dir", str(up.state_dir))
+    assert status.returncode == 0, status.stdout + status.stderr
+    row = next(line for line in status.stdout.splitlines() if "invalidation_relay:eu-west" in line)
+    assert row.split()[2:4] == ["running", "1"]
+    assert relay_url in row
 
 
 def test_a_killed_supervisor_takes_its_children_and_up_restarts_with_the_data(

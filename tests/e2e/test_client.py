@@ -1,6 +1,6 @@
 """The client SDK against real regions: three regional_cache processes, each on its own
 redis-server, over the session's broker, plus a delay proxy that puts chosen regions
-"far away" (bench/wan/proxy.py: 25 ms each way).
+"far away" (services/cli/delayproxy.py: 25 ms each way).
 
 No relays run, on purpose: no region ever learns of another region's writes from
 events, so every non-home copy stays exactly as stale as a relay that lags forever
@@ -153,7 +153,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, broker: Broker) -> Iterat
         routes = [
             f"127.0.0.1:{far}=127.0.0.1:{near}" for far, near in zip(far_ports, ports, strict=True)
         ]
-        argv = [sys.executable, "-m", "bench.wan.proxy", "--delay-ms", str(DELAY_MS)]
+        argv = [sys.executable, "-m", "services.cli.delayproxy", "--delay-ms", str(DELAY_MS)]
         for route in routes:
             argv += ["--route", route]
         proxy = ManagedProcess(

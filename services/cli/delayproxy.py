@@ -1,12 +1,17 @@
-"""A TCP proxy that delays every byte by a fixed one-way delay in each direction.
+"""A TCP proxy that delays every byte by a one-way delay in each direction.
 
-``python -m bench.wan.proxy --delay-ms 40 --route 10.0.0.101:9092=10.0.0.1:9092 ...``
+``python -m services.cli.delayproxy --delay-ms 40 --route 10.0.0.101:9092=10.0.0.1:9092 ...``
 
 Each accepted connection opens one upstream connection; every chunk read from
 either side is written to the other side ``delay`` seconds after it was read,
 in order (a queue per direction), so a request/response exchange over the
 proxy costs one extra round trip of ``2 * delay``. EOF travels with the same
 delay (half-close is kept); a reset or an error on either side closes both.
+
+In process, :class:`DelayProxy` can change its delay while it runs (each chunk
+takes the delay in force when it was read) and :meth:`DelayProxy.pause` holds
+every chunk until :meth:`DelayProxy.resume`, like a link that stops delivering:
+the WAN benchmarks and the consistency checker's network faults use both.
 
 What it does not model: bandwidth, loss, and the TCP handshake (the client's
 connect completes at the proxy at once). The clients measured here (aiokafka,
@@ -60,9 +65,10 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 async def _delayed_pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: DelayProxy
 ) -> None:
-    """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds after it was read."""
+    """Copy ``reader`` to ``writer``, each chunk the proxy's delay after it was read, and
+    none while the proxy is paused."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -70,11 +76,11 @@ async def _delayed_pipe(
         try:
             while True:
                 data = await reader.read(_CHUNK)
-                queue.put_nowait((loop.time() + delay, data))
+                queue.put_nowait((loop.time() + proxy.delay, data))
                 if not data:
                     return
         except (ConnectionError, OSError):
-            queue.put_nowait((loop.time() + delay, b""))
+            queue.put_nowait((loop.time() + proxy.delay, b""))
 
     async def send() -> None:
         while True:
@@ -82,6 +88,7 @@ async def _delayed_pipe(
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            await proxy.flowing.wait()
             if not data:
                 if writer.can_write_eof():
                     with contextlib.suppress(OSError):
@@ -100,13 +107,25 @@ async def _delayed_pipe(
 
 
 class DelayProxy:
-    """Every route's listener; ``start()`` binds them all, ``close()`` stops accepting."""
+    """Every route's listener; ``start()`` binds them all, ``close()`` stops accepting.
+
+    ``delay`` (seconds, one way) may be changed at any time; it applies to the bytes
+    read from then on."""
 
     def __init__(self, routes: Sequence[Route], delay: float) -> None:
         self.routes = list(routes)
         self.delay = delay
+        self.flowing = asyncio.Event()
+        self.flowing.set()
         self._servers: list[asyncio.Server] = []
         self._conns: set[asyncio.Task[None]] = set()
+
+    def pause(self) -> None:
+        """Hold every byte in both directions (connections stay open) until ``resume()``."""
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
 
     async def start(self) -> None:
         for route in self.routes:
@@ -141,8 +160,8 @@ class DelayProxy:
             except OSError:
                 return
             pipes = {
-                asyncio.create_task(_delayed_pipe(client_r, upstream_w, self.delay)),
-                asyncio.create_task(_delayed_pipe(upstream_r, client_w, self.delay)),
+                asyncio.create_task(_delayed_pipe(client_r, upstream_w, self)),
+                asyncio.create_task(_delayed_pipe(upstream_r, client_w, self)),
             }
             try:
                 # a clean EOF ends one direction only (half-close); an error ends both
@@ -164,7 +183,8 @@ async def serve(routes: Sequence[Route], delay: float, ready_file: Path | None) 
     proxy = DelayProxy(routes, delay)
     await proxy.start()
     if ready_file is not None:
-        ready_file.write_text("\n".join(str(r) for r in routes) + "\n", encoding="utf-8")
+        text = "\n".join(str(r) for r in routes) + "\n"
+        await asyncio.to_thread(ready_file.write_text, text, encoding="utf-8")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -176,7 +196,7 @@ async def serve(routes: Sequence[Route], delay: float, ready_file: Path | None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.wan.proxy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m services.cli.delayproxy", description=__doc__)
     parser.add_argument("--delay-ms", type=float, required=True, help="one-way delay")
     parser.add_argument(
         "--route",
