@@ -70,10 +70,14 @@ class Database:
         return self.rows.get((ns, key), Row(None, 0))
 
     async def _serve(self, request: Request) -> Response:
-        if self.delay:
-            await asyncio.sleep(self.delay)
         ns, key = request.path_params["ns"], request.path_params["key"]
         row = self.read(ns, key)
+        if self.delay:
+            # the row is read first and answered late, as by a slow link or a slow
+            # serializer: the answer can be older than writes made meanwhile
+            value, version = row.value, row.version
+            await asyncio.sleep(self.delay)
+            row = Row(value, version)
         if row.value is None:
             return PlainTextResponse("no row", status_code=404)
         headers = {"X-Version": str(row.version)} if ns in self.versioned else {}

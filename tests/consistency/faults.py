@@ -188,8 +188,8 @@ class Injector:
 
     async def _drop_rate(self, region: str, rate: float) -> None:
         url = self.platform.services[f"invalidation_relay:{region}"]
-        # the relay may be restarting: try for a while
-        for _ in range(50):
+        # the relay may be restarting (after a delay that grows with each kill): keep trying
+        for _ in range(200):
             try:
                 reply = await self._http.put(f"{url}/v1/faults", json={"drop_rate": rate})
                 if reply.status_code == 200:
@@ -215,14 +215,19 @@ class Injector:
 
     async def _redis_rollback(self, p: Planned) -> None:
         client = self._redis[p.target]
-        snapshot: list[tuple[bytes, int, bytes]] = []
-        async for name in client.scan_iter(count=1000):
-            async with client.pipeline(transaction=False) as pipe:
+        names = [name async for name in client.scan_iter(count=1000)]
+        # one transaction: every key as it was at one instant, like a real snapshot (an
+        # entry and its index never from two moments)
+        async with client.pipeline(transaction=True) as pipe:
+            for name in names:
                 pipe.dump(name)
                 pipe.pttl(name)
-                dumped, ttl = await pipe.execute()
-            if dumped is not None and ttl != -2:
-                snapshot.append((name, max(0, ttl), dumped))
+            replies = await pipe.execute()
+        snapshot = [
+            (name, max(0, ttl), dumped)
+            for name, dumped, ttl in zip(names, replies[::2], replies[1::2], strict=True)
+            if dumped is not None and ttl != -2
+        ]
         await asyncio.sleep(p.duration)
         async with client.pipeline(transaction=True) as pipe:
             pipe.flushall()

@@ -308,13 +308,7 @@ def _fresh(ctx: _Context, verdict: Verdict) -> None:
             verdict.checked["fresh"] += 1
             regions = (read.region, read.served_by, home)
             at_home = read.region == home
-            due = [
-                b
-                for b in barriers
-                if ctx.settled(b.at, regions, read.invoke)
-                + (HOME_BOUND if at_home and b.op.kind in ("put", "delete") else bound)
-                <= read.invoke
-            ]
+            due = [b for b in barriers if _due(ctx, b, read, regions, at_home, bound)]
             if not due:
                 continue
             need = max(due, key=lambda b: b.floor)
@@ -337,6 +331,22 @@ def _fresh(ctx: _Context, verdict: Verdict) -> None:
                         (need.op.invoke, read.complete),
                     )
                 )
+
+
+def _due(
+    ctx: _Context,
+    barrier: _Barrier,
+    read: Op,
+    regions: tuple[str | None, ...],
+    at_home: bool,
+    bound: float,
+) -> bool:
+    """Whether ``read`` began late enough after ``barrier`` to have to reflect it: the
+    home applied a write before acknowledging it, so its reads reflect it at once, unless
+    it went back to an old snapshot since (then the reconciler has ``bound``)."""
+    settled = ctx.settled(barrier.at, regions, read.invoke)
+    direct = at_home and barrier.op.kind in ("put", "delete") and settled == barrier.at
+    return settled + (HOME_BOUND if direct else bound) <= read.invoke
 
 
 def _shown_state(states: list[DbState], read: Op) -> int | None:
@@ -376,8 +386,17 @@ def _invalidated(ctx: _Context, verdict: Verdict) -> None:
         )
         if not invs:
             continue
-        tags_of: dict[str, tuple[str, ...]] = {
-            op.value: op.tags for op in ops if op.kind == "put" and op.value is not None
+        # the tags of each version: those of the write that made it (an origin fill, or
+        # a copy of one, has none; nor has a refill of a written value)
+        tags_of: dict[int, tuple[str, ...]] = {
+            op.version: op.tags
+            for op in ops
+            if op.kind == "put" and op.outcome == "ok" and op.version is not None
+        }
+        unsure = {
+            op.value: op.tags
+            for op in ops
+            if op.kind == "put" and op.outcome == "info" and op.value is not None
         }
         known: dict[int, float] = {}
         for op in ops:
@@ -396,7 +415,9 @@ def _invalidated(ctx: _Context, verdict: Verdict) -> None:
             since = known.get(read.version)
             if since is None:
                 continue
-            tags = tags_of.get(read.value or "", ())
+            tags = tags_of.get(read.version)
+            if tags is None:  # an unacknowledged write's version, if not an origin's
+                tags = () if ctx.origin(ns) else unsure.get(read.value or "", ())
             for inv in invs:
                 if inv.invoke <= since or inv.complete > read.invoke:
                     continue
