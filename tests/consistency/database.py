@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class Database:
         # namespaces whose origin answers carry the row version
         self.versioned: set[str] = set()
         self.delay = 0.0
+        # each answer also waits a random time up to this (answers overtake each other)
+        self.jitter = 0.0
+        self._rng = random.Random(0)
 
     def _states(self, ns: str, key: str) -> list[DbState]:
         states = self.history.db.setdefault(f"{ns}/{key}", [])
@@ -72,11 +76,12 @@ class Database:
     async def _serve(self, request: Request) -> Response:
         ns, key = request.path_params["ns"], request.path_params["key"]
         row = self.read(ns, key)
-        if self.delay:
+        wait = self.delay + (self._rng.uniform(0, self.jitter) if self.jitter else 0.0)
+        if wait:
             # the row is read first and answered late, as by a slow link or a slow
             # serializer: the answer can be older than writes made meanwhile
             value, version = row.value, row.version
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(wait)
             row = Row(value, version)
         if row.value is None:
             return PlainTextResponse("no row", status_code=404)

@@ -13,6 +13,7 @@ outbox_drain       a long broker pause (writes go to the outboxes), then a slow 
                    the outboxes drain slowly, from two caches per region at once
 broker_slow        every Kafka round trip of the platform gets a delay
 origin_slow        the database's origin answers late
+origin_jitter      each origin answer waits a random time: answers overtake writes
 home_slow          requests between regions to one region get a delay
 memory_pressure    a region's Redis gets a maxmemory just above its use (volatile-lru)
 =================  ==============================================================
@@ -51,7 +52,8 @@ KINDS: dict[str, float] = {
     "broker_pause": 1.5,
     "outbox_drain": 1,
     "broker_slow": 1,
-    "origin_slow": 2,
+    "origin_slow": 1.5,
+    "origin_jitter": 1.5,
     "home_slow": 2,
     "memory_pressure": 1.5,
 }
@@ -60,6 +62,7 @@ _SHARED_TARGETS = {
     "outbox_drain": "broker",
     "broker_slow": "broker",
     "origin_slow": "origin",
+    "origin_jitter": "origin",
 }
 
 
@@ -108,6 +111,8 @@ def _shape(rng: random.Random, kind: str) -> tuple[float, dict[str, Any]]:
         return rng.uniform(5, 12), {"delay_ms": rng.choice((40, 80, 120))}
     if kind == "origin_slow":
         return rng.uniform(3, 8), {"delay_ms": rng.choice((300, 800, 1500))}
+    if kind == "origin_jitter":
+        return rng.uniform(5, 15), {"up_to_ms": rng.choice((100, 300))}
     if kind == "home_slow":
         return rng.uniform(3, 8), {"delay_ms": rng.choice((100, 250, 400))}
     if kind == "memory_pressure":
@@ -167,7 +172,7 @@ class Injector:
         self.platform.broker_proxy.resume()
         for proxy in self.platform.region_proxies.values():
             proxy.delay = 0.0
-        self.database.delay = 0.0
+        self.database.delay = self.database.jitter = 0.0
         for region in REGIONS:
             with contextlib.suppress(Exception):
                 await self._drop_rate(region, 0.0)
@@ -271,6 +276,13 @@ class Injector:
             await asyncio.sleep(p.duration)
         finally:
             self.database.delay = 0.0
+
+    async def _origin_jitter(self, p: Planned) -> None:
+        self.database.jitter = p.params["up_to_ms"] / 1000
+        try:
+            await asyncio.sleep(p.duration)
+        finally:
+            self.database.jitter = 0.0
 
     async def _home_slow(self, p: Planned) -> None:
         proxy = self.platform.region_proxies[p.target]

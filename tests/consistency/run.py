@@ -160,7 +160,7 @@ async def run(config: RunConfig, *, progress: bool = False) -> tuple[History, Ve
         try:
             verdict = await _drive(config, platform, database, history, clock, progress)
         except BaseException:
-            log.error("run failed; service logs:\n%s", log_tails(platform))
+            log.exception("run failed; service logs:\n%s", log_tails(platform))
             raise
     return history, verdict
 
@@ -237,10 +237,12 @@ async def _drive(
                 )
         return verdict
     finally:
-        await injector.close()
-        await http.aclose()
-        await follower.stop()
-        await publisher.stop()
+        # each part stops on its own: one failing to close must not hide why the run ended
+        for close in (injector.close, http.aclose, follower.stop, publisher.stop):
+            try:
+                await close()
+            except (Exception, asyncio.CancelledError) as exc:
+                log.warning("closing %s: %r", getattr(close, "__qualname__", close), exc)
 
 
 def summary(config: RunConfig, history: History, verdict: Verdict) -> str:

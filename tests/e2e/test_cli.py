@@ -215,6 +215,7 @@ def test_crashed_processes_are_restarted_replicas_serve_and_an_external_kafka_is
         state = eventually(restarted, timeout=30, what="the killed relay restarted")
         assert state["processes"]["invalidation_relay:eu-west"] != old
         up.pids.update(state["processes"].values())
+
         def ready() -> bool:
             try:
                 return http.get(f"{relay_url}/readyz").status_code == 200
