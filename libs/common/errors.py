@@ -13,16 +13,19 @@ Hierarchy::
     │   ├── InvalidKey              400  invalid_key
     │   ├── InvalidTag              400  invalid_tag
     │   ├── InvalidVersion          400  invalid_version
+    │   │   └── VersionRequired     400  version_required
     │   ├── InvalidContentType      400  invalid_content_type
     │   ├── NotFound                404  not_found
     │   ├── MethodNotAllowed        405  method_not_allowed
     │   ├── StaleVersion            409  stale_version
+    │   ├── VersionExhausted        409  version_exhausted
     │   ├── PreconditionFailed      412  precondition_failed
     │   ├── ValueTooLarge           413  value_too_large
     │   ├── UnsupportedMediaType    415  unsupported_media_type
     │   └── InvalidTtl              422  invalid_ttl
     ├── UnavailableError                 5xx, retriable: a dependency is down
     │   ├── StoreUnavailable        503  store_unavailable
+    │   │   └── StoreOutOfMemory    503  store_unavailable (Redis at maxmemory)
     │   ├── HomeUnavailable         503  home_unavailable
     │   ├── EventsUnavailable       503  events_unavailable
     │   └── OriginUnavailable       502  origin_unavailable
@@ -77,6 +80,13 @@ class InvalidVersion(ClientError):
     code = "invalid_version"
 
 
+class VersionRequired(InvalidVersion):
+    """A write without ``version=`` in a namespace whose versions its system of record
+    assigns."""
+
+    code = "version_required"
+
+
 class InvalidContentType(ClientError):
     code = "invalid_content_type"
 
@@ -95,6 +105,14 @@ class StaleVersion(ClientError):
     """An external ``version=`` not newer than what the platform holds."""
 
     code = "stale_version"
+    http_status = 409
+
+
+class VersionExhausted(ClientError):
+    """The key (or namespace, or tag) holds version 2^53 - 1: a newer one would not be
+    exact, so nothing can be written after it."""
+
+    code = "version_exhausted"
     http_status = 409
 
 
@@ -126,6 +144,10 @@ class UnavailableError(MrcacheError):
 
 class StoreUnavailable(UnavailableError):
     code = "store_unavailable"
+
+
+class StoreOutOfMemory(StoreUnavailable):
+    """Redis refused a write at ``maxmemory`` with nothing left it may evict."""
 
 
 class HomeUnavailable(UnavailableError):

@@ -17,12 +17,20 @@ from enum import Enum
 from typing import Any
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from libs.common import keys
-from libs.common.errors import PreconditionFailed, StaleVersion, StoreUnavailable
+from libs.common.errors import (
+    InvalidRequest,
+    PreconditionFailed,
+    StaleVersion,
+    StoreOutOfMemory,
+    StoreUnavailable,
+    VersionExhausted,
+)
 from libs.common.redisclient import RedisClient
 from libs.common.scripts import Scripts
+from libs.common.versions import MAX_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,9 @@ class WriteResult:
     tag_versions: tuple[int, ...] = ()
 
 
+# the namespace generation and tag versions an entry is written under
+Stamps = tuple[int, tuple[int, ...]]
+
 _ABSENT = ReadResult(Lookup.ABSENT, 0)
 # (ns, bucket) pairs a process remembers having registered (4,096 buckets a namespace;
 # about 10 MB): past it the memory starts over, costing only repeated SADDs
@@ -93,7 +104,8 @@ class RegionStore:
                 ("HGET", keys.namespace_meta(ns), keys.NS_GENERATION),
             )
             result = _judge(fields, gen)
-            if result.lookup is Lookup.HIT and result.entry is not None and result.entry.tags:
+            # stale copies too: an expired copy served while it revalidates obeys its tags
+            if result.entry is not None and result.entry.tags:
                 current = await self.redis.hmget(
                     keys.namespace_meta(ns), [keys.tag_field(t) for t in result.entry.tags]
                 )
@@ -170,13 +182,17 @@ class RegionStore:
         external_version: int | None = None,
         expect_version: int | None = None,
         keep_after_expiry: float = 0.0,
+        stamps: Stamps | None = None,
     ) -> WriteResult:
         """Versioned set. ``expect_version`` is the raw version that must still be held
         (compare-and-set; 0 = nothing held); ``external_version`` must be newer than it.
+        ``stamps`` are the namespace generation and tag versions to write under, from the
+        region that assigns them; by default this region's (:meth:`stamps`).
         """
+        if stamps is None:
+            stamps = await self.stamps(ns, tags)
+        gen, tag_versions = stamps
         try:
-            stamps = await self.scripts.stamp(keys=[keys.namespace_meta(ns)], args=list(tags))
-            gen, tag_versions = stamps[0], stamps[1:]
             script_keys, leaf = keys.entry_script_keys(ns, key)
             reply = await self.scripts.set(
                 keys=script_keys,
@@ -187,7 +203,7 @@ class RegionStore:
                     int(keep_after_expiry * 1000),
                     gen,
                     ",".join(tags),
-                    b",".join(tag_versions),
+                    ",".join(str(v) for v in tag_versions),
                     "" if external_version is None else external_version,
                     "" if expect_version is None else expect_version,
                     key,
@@ -198,28 +214,34 @@ class RegionStore:
             raise _unavailable(exc) from None
         await self._register(ns, leaf)
         if reply[0] == 1:
-            return WriteResult(
-                int(reply[1]),
-                int(reply[2]),
-                int(reply[3]),
-                int(gen),
-                tuple(int(v) for v in tag_versions),
-            )
+            return WriteResult(int(reply[1]), int(reply[2]), int(reply[3]), gen, tag_versions)
         current = int(reply[2])
         if reply[1] == b"stale":
             raise StaleVersion(
                 f"version {external_version} is not newer than the held version {current}",
                 current_version=current,
             )
+        if reply[1] == b"exhausted":
+            raise _exhausted(f"{ns}/{key}", current)
+        if reply[1] == b"invalid":
+            raise InvalidRequest("a TTL, expiry or version is out of range")
         raise PreconditionFailed("the entry changed or exists", current_version=current)
 
     async def tombstone(
-        self, ns: str, key: str, version: int | None = None, *, superseded: bool = False
+        self,
+        ns: str,
+        key: str,
+        version: int | None = None,
+        *,
+        superseded: bool = False,
+        generation: int | None = None,
     ) -> tuple[bool, int]:
         """Replace the entry by a tombstone; returns (applied, version held afterwards).
 
         ``superseded`` marks "version N exists elsewhere" (an event in invalidate
-        mode) rather than a delete: a read then fills from the home region.
+        mode) rather than a delete: a read then fills from the home region. A deletion
+        made under namespace ``generation`` stops counting once the namespace is
+        invalidated after it (None: it never does).
         """
         try:
             script_keys, leaf = keys.entry_script_keys(ns, key)
@@ -231,10 +253,15 @@ class RegionStore:
                     "m" if superseded else "1",
                     key,
                     leaf,
+                    "" if generation is None or superseded else generation,
                 ],
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
+        if reply[0] != 1 and len(reply) > 2:
+            if reply[2] == b"exhausted":
+                raise _exhausted(f"{ns}/{key}", int(reply[1]))
+            raise InvalidRequest("a tombstone's version or lifetime is out of range")
         await self._register(ns, leaf)
         return reply[0] == 1, int(reply[1])
 
@@ -251,6 +278,7 @@ class RegionStore:
         Returns (installed, version held afterwards). The entry keeps its own
         stamps, so an invalidation that reached this region first still voids it.
         """
+        _check_entry(entry, keep_after_expiry)
         try:
             script_keys, leaf = keys.entry_script_keys(ns, key)
             reply = await self.scripts.fill(
@@ -271,6 +299,8 @@ class RegionStore:
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
+        if len(reply) > 2:
+            raise InvalidRequest("a copy's version, expiry or stamps are out of range")
         await self._register(ns, leaf)
         return reply[0] == 1, int(reply[1])
 
@@ -302,10 +332,14 @@ class RegionStore:
         ttl: float,
         generation: int,
         keep_after_expiry: float = 0.0,
+        source_versions: bool = False,
     ) -> WriteResult | None:
         """Install an origin's answer (``value=None`` for a 404: a negative entry of
         ``ttl``) if this fill still holds the lease; ``None`` when it was revoked or
-        something newer is held."""
+        something newer is held. With ``source_versions`` (a system of record assigns
+        the namespace's versions) an answer without a version is installed at the
+        version known here, never above it. Raises :class:`VersionExhausted` when the
+        key's version can grow no more."""
         try:
             script_keys, leaf = keys.entry_script_keys(ns, key)
             reply = await self.scripts.origin_fill(
@@ -321,19 +355,31 @@ class RegionStore:
                     key,
                     leaf,
                     "1" if value is None else "",
+                    "source" if source_versions else "",
                 ],
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
         if reply[0] != 1:
+            if reply[1] == b"exhausted":
+                raise _exhausted(f"{ns}/{key}", int(reply[2]))
+            if reply[1] == b"invalid":
+                raise InvalidRequest("an origin answer's TTL or version is out of range")
             return None
         await self._register(ns, leaf)
         return WriteResult(int(reply[1]), int(reply[2]), int(reply[3]), generation)
 
-    async def stamps(self, ns: str, tags: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
-        """This region's current namespace generation and tag versions."""
+    async def stamps(self, ns: str, tags: tuple[str, ...], *, clock: bool = True) -> Stamps:
+        """The namespace generation and tag versions to write under, from this region.
+
+        With ``clock`` (what an entry is written under) each is at least this Redis's
+        clock: newer than everything it assigned before, older than everything it will
+        assign (stamp.lua), so stamps never go backwards when the metadata is lost.
+        Without it, the stored values alone (a tombstone's generation)."""
         try:
-            reply = await self.scripts.stamp(keys=[keys.namespace_meta(ns)], args=list(tags))
+            reply = await self.scripts.stamp(
+                keys=[keys.namespace_meta(ns)], args=["1" if clock else "", *tags]
+            )
         except RedisError as exc:
             raise _unavailable(exc) from None
         return int(reply[0]), tuple(int(v) for v in reply[1:])
@@ -351,6 +397,10 @@ class RegionStore:
             )
         except RedisError as exc:
             raise _unavailable(exc) from None
+        if reply[0] != 1 and len(reply) > 2:
+            if reply[2] == b"exhausted":
+                raise _exhausted(f"{field} of {ns}", int(reply[1]))
+            raise InvalidRequest(f"version {version} of {field} is out of range")
         await self._register(ns, None)
         return reply[0] == 1, int(reply[1])
 
@@ -439,7 +489,7 @@ def judge(
     """What an entry's raw fields (HMGET of :data:`keys.ENTRY_FIELDS`) mean, given the
     namespace generation and, for a tagged entry, its tags' current versions."""
     result = _judge(fields, gen)
-    if tag_versions is not None and result.lookup is Lookup.HIT:
+    if tag_versions is not None and result.entry is not None:
         result = _judge_tags(result, fields, tag_versions)
     return result
 
@@ -450,7 +500,13 @@ def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
         return _ABSENT
     held = int(ver)
     if tomb is not None:
-        return ReadResult(_TOMBSTONES.get(tomb, Lookup.TOMBSTONE), held)
+        kind = _TOMBSTONES.get(tomb, Lookup.TOMBSTONE)
+        # a deletion or a remembered 404 made before the namespace's latest invalidation
+        # goes with it: the key may be filled again (its version still orders fills)
+        stamped = egen is not None and gen is not None and kind is not Lookup.SUPERSEDED
+        if stamped and int(egen) < int(gen):  # type: ignore[arg-type]
+            return ReadResult(Lookup.INVALIDATED, held)
+        return ReadResult(kind, held)
     if value is None or written is None or expires is None or egen is None:
         return ReadResult(Lookup.ABSENT, held)  # a partial hash: evicted mid-way, never served
     # no generation: the namespace was never invalidated here (meta is never evicted,
@@ -482,5 +538,26 @@ def _judge_tags(
     return result
 
 
+def _check_entry(entry: Entry, keep_after_expiry: float) -> None:
+    """A copy's numbers within what the scripts accept, before anything is sent."""
+    numbers = (entry.version, entry.written_ms, entry.expires_ms, entry.generation)
+    if not all(0 <= n <= MAX_VERSION for n in numbers) or not all(
+        0 <= v <= MAX_VERSION for v in entry.tag_versions
+    ):
+        raise InvalidRequest("a copy's version, times or stamps are out of range")
+    if entry.expires_ms + keep_after_expiry * 1000 > MAX_VERSION:
+        raise InvalidRequest("a copy's expiry is out of range")
+
+
+def _exhausted(what: str, current: int) -> VersionExhausted:
+    return VersionExhausted(
+        f"{what} is at version {current}, the largest a version can be (2^53 - 1): "
+        "nothing newer can be written",
+        current_version=current,
+    )
+
+
 def _unavailable(exc: RedisError) -> StoreUnavailable:
+    if isinstance(exc, OutOfMemoryError):
+        return StoreOutOfMemory("region store full: Redis is at maxmemory")
     return StoreUnavailable(f"region store unavailable: {type(exc).__name__}")

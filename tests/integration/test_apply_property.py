@@ -132,7 +132,7 @@ class Observed:
 
 async def observe(store: RegionStore, ns: str) -> Observed:
     result = await store.read(ns, KEY)
-    gen, tag_versions = await store.stamps(ns, TAGS)
+    gen, tag_versions = await store.stamps(ns, TAGS, clock=False)
     value = result.entry.value if result.lookup is Lookup.HIT and result.entry else None
     return Observed(result.lookup, result.held_version, value, gen, tag_versions)
 

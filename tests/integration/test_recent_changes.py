@@ -67,7 +67,7 @@ async def test_changes_are_checked_and_repaired_in_every_region(
     assert repairs == {"us-east": 0, "eu-west": 4}  # two keys, the generation, the tag
     assert (await eu.read(ns, "k")).held_version == w.version
     assert (await eu.read(ns, "d")).lookup is Lookup.TOMBSTONE
-    assert await eu.stamps(ns, ("red",)) == (gen, (tag,))
+    assert await eu.stamps(ns, ("red",), clock=False) == (gen, (tag,))
     # a second look finds nothing left to repair
     again = await reconciler(stores).check_changes([Change(ns, "k", w.version)])
     assert sum(again.values()) == 0

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 
 from libs.common import keys
 from libs.common.errors import PreconditionFailed, StaleVersion
 from libs.common.store import Entry, Lookup, RegionStore
-from tests.support.redis_cluster import RedisBackend
-
-
-@pytest.fixture
-async def store(redis_backend: RedisBackend) -> AsyncIterator[RegionStore]:
-    client = redis_backend.async_client()
-    yield RegionStore(client, tombstone_ttl=60)
-    await client.aclose()
-
-
-@pytest.fixture
-def ns() -> str:
-    return f"s-{uuid.uuid4().hex[:10]}"
 
 
 async def test_tombstone_blocks_older_writes_and_events(store: RegionStore, ns: str) -> None:

@@ -6,9 +6,19 @@
 --   KEYS[4] index of the key's leaf      key -> applied version
 --   KEYS[2] digest of the key's bucket   leaf -> sum of h(key, version) mod 2^48
 local DIGEST_MOD = 281474976710656
+-- versions and millisecond times stay exact integers in Lua's doubles up to 2^53 - 1
+local MAX_VERSION = 9007199254740991
 
 local function h(key, ver)
   return tonumber(string.sub(redis.sha1hex(key .. '\0' .. string.format('%d', ver)), 1, 12), 16)
+end
+
+-- a whole number in [low, MAX_VERSION] given as an argument, else nil: every script
+-- checks its numbers before its first write, so a bad one changes nothing
+local function whole(arg, low)
+  local n = tonumber(arg)
+  if n == nil or n ~= math.floor(n) or n < low or n > MAX_VERSION then return nil end
+  return n
 end
 
 -- the version this region has applied for the key (0 = never)
