@@ -2,11 +2,13 @@
 
 Rules (guarantee 4 of architecture.md):
 
-* key ``delete`` → a *deleted* tombstone at the event's version;
+* key ``delete`` → a *deleted* tombstone at the event's version (under the
+  generation the home deleted it under, when the event carries one);
 * key ``set`` without a value → a *superseded* marker at the event's version
   (this region drops its older copy; a read refills from the home region);
 * key ``set`` with a value (``replicate`` namespaces) → install the value when
-  newer, else a superseded marker so nothing older survives;
+  newer, else (also when Redis has no memory left for it) a superseded marker so
+  nothing older survives;
 * ``namespace`` / ``tag`` → raise the generation / tag version to the event's.
 
 Every rule is one versioned Lua script, so an event whose version is not newer
@@ -16,6 +18,7 @@ across partitions end in the state of one in-order pass.
 
 from __future__ import annotations
 
+from libs.common.errors import StoreOutOfMemory
 from libs.common.events import Event
 from libs.common.store import Entry, RegionStore
 
@@ -33,18 +36,21 @@ async def apply_event(store: RegionStore, event: Event) -> bool:
         return applied
     assert event.key is not None
     if event.op == "delete":
-        applied, _ = await store.tombstone(event.ns, event.key, event.version)
+        applied, _ = await store.tombstone(event.ns, event.key, event.version, generation=event.gen)
         return applied
     value = event.value()
     if value is not None:
-        installed, _ = await store.fill(event.ns, event.key, await _replica(store, event, value))
+        try:
+            installed, _ = await store.fill(event.ns, event.key, _replica(event, value))
+        except StoreOutOfMemory:
+            installed = False  # the marker below takes no memory the value would
         if installed:
             return True
     applied, _ = await store.tombstone(event.ns, event.key, event.version, superseded=True)
     return applied
 
 
-async def _replica(store: RegionStore, event: Event, value: bytes) -> Entry:
+def _replica(event: Event, value: bytes) -> Entry:
     ttl_ms = int((event.ttl or DEFAULT_REPLICA_TTL) * 1000)
     tags = event.tags or ()
     if event.gen is not None and event.tag_versions is not None:

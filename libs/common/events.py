@@ -19,7 +19,14 @@ from typing import Any, Literal
 import orjson
 
 from libs.common.errors import InvalidEvent, MrcacheError
-from libs.common.naming import MAX_CONTENT_TYPE, MAX_TAGS, check_key, check_namespace, check_tag
+from libs.common.naming import (
+    MAX_CONTENT_TYPE,
+    MAX_TAGS,
+    check_content_type,
+    check_key,
+    check_namespace,
+    check_tag,
+)
 from libs.common.versions import MAX_VERSION
 
 FORMAT_VERSION = 1
@@ -27,6 +34,18 @@ EventType = Literal["key", "namespace", "tag"]
 KeyOp = Literal["set", "delete"]
 _TYPES = ("key", "namespace", "tag")
 _OPS = ("set", "delete")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a replicated value may be: the API's limits (api.md, "Names and limits"), so
+    an event never installs what a PUT would refuse. Consumers pass their settings."""
+
+    max_value_bytes: int = 1024 * 1024
+    max_ttl: float = 30 * 24 * 3600.0
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +62,10 @@ class Event:
     value_b64: str | None = None
     content_type: str | None = None
     ttl: float | None = None
-    # mrcache's own additions for replicated values (events.md lets the format grow):
-    # the stamps the value was written under, so a namespace or tag invalidation that
-    # overtook this event in another partition still voids the installed copy
+    # mrcache's own additions (events.md lets the format grow): the stamps a replicated
+    # value was written under, so a namespace or tag invalidation that overtook this
+    # event in another partition still voids the installed copy; for a delete, the
+    # generation it was made under, so a later namespace invalidation voids it too
     gen: int | None = None
     tags: tuple[str, ...] | None = None
     tag_versions: tuple[int, ...] | None = None
@@ -96,7 +116,7 @@ def key_event(
         value_b64=base64.b64encode(value).decode("ascii") if value is not None else None,
         content_type=(content_type or "application/octet-stream") if carries else None,
         ttl=ttl if carries else None,
-        gen=gen if carries else None,
+        gen=gen if carries or op == "delete" else None,
         tags=tags if carries else None,
         tag_versions=tag_versions if carries else None,
     )
@@ -152,8 +172,11 @@ def encode(event: Event) -> bytes:
     return orjson.dumps(body)
 
 
-def decode(raw: bytes | None) -> Event:
-    """Parse and validate one message value; raises :class:`InvalidEvent`."""
+def decode(raw: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Event:
+    """Parse and validate one message value; raises :class:`InvalidEvent`.
+
+    A replicated value must keep the API's ``limits`` (size, TTL) and content-type
+    rule, so an event installs nothing a PUT would refuse."""
     if raw is None:
         raise InvalidEvent("message has no value")
     try:
@@ -163,14 +186,14 @@ def decode(raw: bytes | None) -> Event:
     if not isinstance(body, dict):
         raise InvalidEvent("event must be a JSON object")
     try:
-        return _from_dict(body)
+        return _from_dict(body, limits)
     except InvalidEvent:
         raise
     except MrcacheError as exc:  # a naming rule of api.md
         raise InvalidEvent(exc.message) from None
 
 
-def _from_dict(body: dict[str, Any]) -> Event:
+def _from_dict(body: dict[str, Any], limits: Limits) -> Event:
     if body.get("v") != FORMAT_VERSION or isinstance(body.get("v"), bool):
         raise InvalidEvent(f"unsupported format version {body.get('v')!r}, expected 1")
     etype = body.get("type")
@@ -193,18 +216,29 @@ def _from_dict(body: dict[str, Any]) -> Event:
             value_b64 = body["value_b64"]
             if not isinstance(value_b64, str):  # empty is fine: an empty value
                 raise InvalidEvent("value_b64 must be a string")
+            # base64 carries 3 bytes in 4 characters: refuse a long one before decoding it
+            if len(value_b64) > 4 * (limits.max_value_bytes // 3 + 1):
+                raise InvalidEvent(f"the value exceeds {limits.max_value_bytes} bytes")
             try:
-                base64.b64decode(value_b64, validate=True)
+                value = base64.b64decode(value_b64, validate=True)
             except (binascii.Error, ValueError):
                 raise InvalidEvent("value_b64 is not valid base64") from None
+            if len(value) > limits.max_value_bytes:
+                raise InvalidEvent(
+                    f"the value is {len(value)} bytes, at most {limits.max_value_bytes} allowed"
+                )
             content_type = (
-                _str(body, "content_type", limit=MAX_CONTENT_TYPE)
+                check_content_type(_str(body, "content_type", limit=MAX_CONTENT_TYPE))
                 if body.get("content_type") is not None
                 else "application/octet-stream"
             )
             if body.get("ttl") is not None:
                 ttl = _float(body, "ttl")
+                if ttl > limits.max_ttl:
+                    raise InvalidEvent(f"ttl must be at most {limits.max_ttl:g} seconds")
             stamps = _stamps(body)
+        elif op == "delete" and body.get("gen") is not None:
+            stamps = (_int(body, "gen", low=0, high=MAX_VERSION), None, None)
     elif etype == "tag":
         tag = check_tag(_str(body, "tag"))
     return Event(

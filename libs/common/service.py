@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from libs.common import logs
 from libs.common.config import PlatformConfig, load_platform_config
 from libs.common.errors import ConfigError
+from libs.common.events import Limits
 from libs.common.naming import check_region
 from libs.common.settings import KafkaSettings, RedisSettings
 
@@ -34,6 +35,9 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     # A tombstone must outlive any in-flight fill and any event lag of its key.
     tombstone_ttl: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    # the API's limits (api.md); relays hold replicated values to them too
+    max_value_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
+    max_ttl: Annotated[float, Field(gt=0)] = 30 * 24 * 3600.0
     # seconds an idle keep-alive connection stays open: longer than common clients keep
     # idle connections (httpx 5 s, Go 90 s), so the client closes first and never sends a
     # request on a connection the server is closing at that moment
@@ -45,6 +49,9 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _region(cls, value: str) -> str:
         return check_region(value)
+
+    def event_limits(self) -> Limits:
+        return Limits(max_value_bytes=self.max_value_bytes, max_ttl=self.max_ttl)
 
     def platform(self) -> PlatformConfig:
         """The platform config file (or the defaults), checked to contain this region."""

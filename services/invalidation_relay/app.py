@@ -35,6 +35,7 @@ def build_relay(settings: RelaySettings) -> tuple[Relay, RedisClient]:
         drop_rate=platform.faults.relay_drop_rate.get(settings.region, 0.0),
         decoders={m.topic: functools.partial(to_event, m) for m in platform.relay.debezium},
         max_batch=settings.max_batch,
+        limits=settings.event_limits(),
     )
     return relay, redis
 

@@ -4,8 +4,13 @@ Offsets are committed only after the events before them were applied, so a
 relay that dies (even SIGKILL) resumes where it left off; what it re-reads is
 re-applied harmlessly because applying is idempotent by version. A Redis
 outage pauses the relay on the event it could not apply (never skips it); a
-malformed event is counted, logged once with its offset, copied to the
-dead-letter topic, and passed over.
+malformed event (or one the API's limits refuse) is counted, logged once with
+its offset, copied to the dead-letter topic, and passed over.
+
+Each partition is applied by a worker of its own, in offset order; the consumer
+pauses a partition while its worker is busy and goes on fetching the others, so
+one event that cannot be applied (Redis refusing it, say) holds back only the
+events behind it in its partition, never the rest of the region's events.
 """
 
 from __future__ import annotations
@@ -17,13 +22,19 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from libs.common import events
 from libs.common.apply import apply_event
-from libs.common.errors import InvalidEvent, StoreUnavailable
-from libs.common.events import Event
+from libs.common.errors import ClientError, InvalidEvent, StoreUnavailable
+from libs.common.events import DEFAULT_LIMITS, Event, Limits
 from libs.common.kafka import make_consumer, make_producer
 from libs.common.metrics import Metrics
 from libs.common.settings import KafkaSettings
@@ -50,6 +61,7 @@ class Relay:
         drop_rate: float = 0.0,
         decoders: Mapping[str, Decoder] | None = None,
         max_batch: int = 500,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.kafka = kafka
         self.store = store
@@ -59,8 +71,13 @@ class Relay:
         self.drop_rate = drop_rate
         self.decoders = dict(decoders or {})
         self.max_batch = max_batch
+        self.limits = limits
         self._consumer: AIOKafkaConsumer | None = None
+        # the worker applying each partition's fetched records (the partition is paused)
+        self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
         self._dlq: AIOKafkaProducer | None = None
+        # partitions' workers dead-letter concurrently: one producer, made once
+        self._dlq_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         # next offset to commit per partition: only events already applied
@@ -82,8 +99,9 @@ class Relay:
     async def start(self) -> None:
         topics = [self.kafka.topic, *self.decoders]
         self._consumer = make_consumer(
-            self.kafka, *topics, group_id=self.group_id, max_poll_records=self.max_batch
+            self.kafka, group_id=self.group_id, max_poll_records=self.max_batch
         )
+        self._consumer.subscribe(topics, listener=_Revoked(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"relay-{self.region}")
 
@@ -118,17 +136,53 @@ class Relay:
                 await asyncio.sleep(0.5)
                 continue
             for tp, records in batches.items():
-                for record in records:
-                    if not await self._handle(record):
-                        break  # stopping while Redis is down: commit what was applied
-                    self._applied[tp] = record.offset + 1
+                # no more records of this partition until its worker is done with these
+                consumer.pause(tp)
+                task = asyncio.create_task(self._work(consumer, tp, records))
+                self._workers[tp] = task
             self._commit_soon(consumer)
             await self._report_backlog(consumer)
-        # the last offsets, after any commit still in flight
+        # the workers stop after the event in hand; then the last offsets, after any
+        # commit still in flight
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
         if self._committing is not None:
             await self._committing
         if self._applied:
             await self._commit(consumer, self._applied)
+
+    async def _work(
+        self,
+        consumer: AIOKafkaConsumer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        """Apply one partition's records in order; resume the partition when done."""
+        try:
+            for record in records:
+                if not await self._handle(record):
+                    return  # stopping while Redis is down: commit what was applied
+                self._applied[tp] = record.offset + 1
+        finally:
+            if self._workers.get(tp) is asyncio.current_task():
+                del self._workers[tp]
+            if not self._stopping.is_set():
+                with contextlib.suppress(IllegalStateError, KeyError):
+                    if tp in consumer.assignment():
+                        consumer.resume(tp)
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Partitions leave this relay: stop their workers and commit what they applied;
+        the next owner re-reads the rest (applying is idempotent)."""
+        consumer = self._consumer
+        workers = [self._workers.pop(tp) for tp in partitions if tp in self._workers]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        done = {tp: offset for tp, offset in self._applied.items() if tp in partitions}
+        for tp in done:
+            del self._applied[tp]
+        if consumer is not None and done:
+            await self._commit(consumer, done)
 
     def _commit_soon(self, consumer: AIOKafkaConsumer) -> None:
         """Commit the applied offsets in the background, one commit in flight at a time.
@@ -180,6 +234,9 @@ class Relay:
             try:
                 changed = await apply_event(self.store, event)
                 break
+            except ClientError as exc:  # the store refused its numbers: never retried
+                await self._dead_letter(record, exc.message)
+                return True
             except StoreUnavailable as exc:
                 if self._stopping.is_set():
                     return False
@@ -200,7 +257,7 @@ class Relay:
         decoder = self.decoders.get(record.topic)
         if decoder is not None:
             return decoder(record.value)
-        return events.decode(record.value)
+        return events.decode(record.value, self.limits)
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         self.metrics.invalid_events.labels(self.region).inc()
@@ -221,9 +278,11 @@ class Relay:
         ]
         for attempt in range(3):
             try:
-                if self._dlq is None:
-                    self._dlq = make_producer(self.kafka)
-                    await self._dlq.start()
+                async with self._dlq_lock:
+                    if self._dlq is None:
+                        producer = make_producer(self.kafka)
+                        await producer.start()
+                        self._dlq = producer
                 await asyncio.wait_for(
                     self._dlq.send_and_wait(
                         self.kafka.dlq_topic, record.value, key=record.key, headers=headers
@@ -240,3 +299,16 @@ class Relay:
             record.partition,
             record.offset,
         )
+
+
+class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands revoked partitions to the relay before the group moves them."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.relay.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None

@@ -18,8 +18,6 @@ class RegionalCacheSettings(ServiceSettings):
     eviction: EvictionSettings = Field(default_factory=EvictionSettings)
     # URLs of every region's regional_cache, for /v1/info, forwarding and remote fills.
     region_urls: dict[str, str] = Field(default_factory=dict)
-    max_value_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
-    max_ttl: Annotated[float, Field(gt=0)] = 30 * 24 * 3600.0
     # seconds a forwarded write or a remote fill may take before 503 home_unavailable
     forward_timeout: Annotated[float, Field(gt=0)] = 5.0
     # shared by the regions to authenticate region-to-region requests (remote fills,

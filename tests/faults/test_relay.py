@@ -9,6 +9,7 @@ consumer group must be their own use a region of their own.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import signal
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
 from libs.common import keys
@@ -155,19 +157,32 @@ async def test_garbage_is_counted_dead_lettered_and_consumption_continues(
     pkey = f"{ns}/k".encode()
     bad_field = orjson.loads(encode(key_event(ns, "k", 2, "set", origin=ORIGIN)))
     bad_field["op"] = "upsert"
+    # events a PUT could not have made: the relay must not install them either
+    hostile: list[dict[str, object]] = [
+        {"ttl": 1e300},
+        {"content_type": "text/plain\r\nSet-Cookie: a=b"},
+        {"content_type": "text/plain; charset=\u00e9"},
+        # over this relay's MRCACHE_MAX_VALUE_BYTES (a broker's default refuses over 1 MB)
+        {"value_b64": base64.b64encode(b"x" * 1001).decode()},
+    ]
+    replicated = orjson.loads(
+        encode(key_event(ns, "k", 2, "set", origin=ORIGIN, value=b"v", ttl=60.0))
+    )
     garbage: list[bytes | None] = [
         b"not json {",
         b'{"hello": "world"}',  # JSON, not an event
         b'"just a string"',  # JSON, not an object
         orjson.dumps(bad_field),  # an event with a bad field
         None,  # a null value (a Kafka tombstone)
+        *(orjson.dumps({**replicated, **change}) for change in hostile),
     ]
     valid_after = [
         key_event(ns, "k", 3, "set", origin=ORIGIN),
         key_event(ns, "k", 4, "delete", origin=ORIGIN),
         key_event(ns, "other", 1, "set", origin=ORIGIN),
     ]
-    with running_relay(tmp_path, region, redis_server.url, kafka) as relay:
+    limits = {"MRCACHE_MAX_VALUE_BYTES": "1000"}
+    with running_relay(tmp_path, region, redis_server.url, kafka, env=limits) as relay:
         await publish_events(kafka, [key_event(ns, "k", 1, "set", origin=ORIGIN)])
         await publish(kafka, [(pkey, g) for g in garbage])
         await publish(kafka, [(pkey, encode(e)) for e in valid_after])
@@ -410,3 +425,48 @@ async def test_sigterm_mid_stream_exits_cleanly_and_a_restart_applies_the_rest(
         first.proc.stop()
         if second is not None:
             second.proc.stop()
+
+
+# -- one event that cannot be applied -------------------------------------------------
+
+
+async def test_an_event_that_cannot_be_applied_holds_back_only_its_own_partition(
+    tmp_path: Path, broker: Broker, redis_server: RedisServer, store: RegionStore, ns: str
+) -> None:
+    """The relay used to work through every partition in one loop, so one event it kept
+    retrying (a refused bump, a corrupt entry) stopped every later event of the region.
+    Now it is retried on its own while the other partitions go on, and applied (in order)
+    once Redis takes it."""
+    kafka = await own_topics(broker.bootstrap)
+    region = own_region()
+    # an entry Redis cannot treat as a hash: every script on it fails until it is repaired
+    stuck = "poisoned"
+    await store.redis.set(keys.entry(ns, stuck), b"not a hash")
+    # keys of the other partitions (what shares the stuck one's partition waits behind it)
+    partitions = list(range(12))
+    partition = DefaultPartitioner()
+    mine = partition(f"{ns}/{stuck}".encode(), partitions, partitions)
+    others = [
+        k
+        for k in (f"o{i}" for i in range(60))
+        if partition(f"{ns}/{k}".encode(), partitions, partitions) != mine
+    ]
+    with running_relay(tmp_path, region, redis_server.url, kafka) as relay:
+        await publish_events(kafka, [key_event(ns, stuck, 5, "set", origin=ORIGIN)])
+        await publish_events(kafka, [key_event(ns, k, 3, "set", origin=ORIGIN) for k in others])
+
+        async def others_applied() -> bool:
+            results = await store.read_many(ns, others)
+            return all(r.lookup is Lookup.SUPERSEDED and r.held_version == 3 for r in results)
+
+        await eventually_async(others_applied, timeout=30, what="the other partitions applied")
+        assert "waits" in relay.log()  # the stuck one is retried, not skipped
+        await store.redis.delete(keys.entry(ns, stuck))  # an operator repairs the entry
+        await eventually_async(
+            lambda: _held(store, ns, stuck, 5), timeout=30, what="the stuck event applied at last"
+        )
+        assert relay.proc.alive() and "Traceback" not in relay.log()
+
+
+async def _held(store: RegionStore, ns: str, key: str, version: int) -> bool:
+    return (await store.read(ns, key)).held_version == version

@@ -141,10 +141,12 @@ def start_relay(
     config: Path | None = None,
     wait_ready: bool = True,
     timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> RelayProcess:
-    """Start a relay; with ``wait_ready`` return once it holds partitions."""
+    """Start a relay (``env`` on top of its usual settings); with ``wait_ready`` return
+    once it holds partitions."""
     port = free_port()
-    env = relay_env(region, port, redis_url, kafka, config=config)
+    env = {**relay_env(region, port, redis_url, kafka, config=config), **(env or {})}
     name = f"relay-{region}-{port}"
     proc = service_process("services.invalidation_relay", name, env, workdir).start()
     relay = RelayProcess(region, port, proc)

@@ -85,6 +85,14 @@ def _valid() -> dict[str, object]:
         {"id": 5},
         {"value_b64": "***"},
         {"value_b64": base64.b64encode(b"x").decode(), "ttl": -1},
+        # what a PUT would refuse, an event may not install (the API's limits)
+        {"value_b64": base64.b64encode(b"x").decode(), "ttl": 1e300},
+        {"value_b64": base64.b64encode(b"x").decode(), "ttl": 30 * 24 * 3600 + 1},
+        {"value_b64": base64.b64encode(b"x").decode(), "content_type": "text/plain\r\nX-A: b"},
+        {"value_b64": base64.b64encode(b"x").decode(), "content_type": "text/plain; é"},
+        {"value_b64": base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()},
+        {"value_b64": "A" * (2 * 1024 * 1024)},
+        {"op": "delete", "gen": -1},
     ],
 )
 def test_invalid_events_raise(change: dict[str, object]) -> None:
@@ -124,3 +132,23 @@ def test_replicated_stamps_round_trip() -> None:
     body["tag_versions"] = [1]
     with pytest.raises(InvalidEvent):
         events.decode(orjson.dumps(body))
+
+
+def test_limits_are_the_consumers_and_at_the_limit_an_event_passes() -> None:
+    value = base64.b64encode(b"x" * 100).decode()
+    body = {**_valid(), "value_b64": value, "ttl": 60}
+    assert events.decode(orjson.dumps(body)).ttl == 60
+    tight = events.Limits(max_value_bytes=99, max_ttl=59)
+    with pytest.raises(InvalidEvent, match="100 bytes"):
+        events.decode(orjson.dumps(body), tight)
+    with pytest.raises(InvalidEvent, match="ttl"):
+        events.decode(orjson.dumps(body), events.Limits(max_ttl=59))
+
+
+def test_a_delete_carries_the_generation_it_was_made_under() -> None:
+    ev = events.key_event("ns", "k", 3, "delete", origin="us-east", gen=11)
+    assert events.decode(events.encode(ev)).gen == 11
+    plain = events.key_event("ns", "k", 3, "delete", origin="sor")
+    assert events.decode(events.encode(plain)).gen is None
+    # a set without a value carries no stamps
+    assert events.key_event("ns", "k", 3, "set", origin="us-east", gen=11).gen is None
