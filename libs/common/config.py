@@ -46,6 +46,13 @@ class NamespaceConfig(_Strict):
     # system-of-record namespaces: an HTTP endpoint returning {"key": version, ...}
     # that the reconciler treats as the authority
     source_of_truth: str | None = None
+    # who assigns the namespace's versions: "home", its home region (writes without
+    # version= get max(held + 1, now in µs)), or "source", its system of record (row
+    # versions, LSNs): every write must carry version=, and an origin answer without one
+    # is cached at the version already known, never above it, so the record's next
+    # change event always replaces it. Namespaces fed by [[relay.debezium]] or with a
+    # source_of_truth are "source" unless set otherwise.
+    versions: Literal["home", "source"] = "home"
 
     @field_validator("origin")
     @classmethod
@@ -118,7 +125,20 @@ class PlatformConfig(_Strict):
                 raise ValueError(
                     f"namespaces.{ns}.home_region {home!r} is neither 'hash' nor one of {regions}"
                 )
+        for ns in self._record_fed():
+            if self.namespace(ns).versions != "source":
+                raise ValueError(
+                    f"namespaces.{ns}: a system of record feeds it ([[relay.debezium]] or "
+                    'source_of_truth), so its versions must be "source", not "home": its '
+                    "row versions and the home region's clock would not be comparable"
+                )
         return self
+
+    def _record_fed(self) -> set[str]:
+        """Namespaces a system of record feeds: Debezium topics and source_of_truth."""
+        fed = {m.ns for m in self.relay.debezium}
+        fed |= {ns for ns, cfg in self.namespaces.items() if cfg.source_of_truth is not None}
+        return fed - {"default"}
 
     def namespace(self, ns: str) -> NamespaceConfig:
         """The effective config of ``ns``: its own table over ``[namespaces.default]``."""
@@ -130,6 +150,11 @@ class PlatformConfig(_Strict):
             merged = default.model_copy(update=own.model_dump(exclude_unset=True))
         if merged.home_region is None:
             merged = merged.model_copy(update={"home_region": self.platform.regions[0]})
+        chosen = "versions" in default.model_fields_set or (
+            own is not None and "versions" in own.model_fields_set
+        )
+        if not chosen and (ns in self._record_fed() or merged.source_of_truth is not None):
+            merged = merged.model_copy(update={"versions": "source"})
         return merged
 
     def region(self, name: str) -> RegionConfig:

@@ -1,19 +1,24 @@
-"""Filling a miss: from the key's home region, else from the namespace's origin.
+"""Filling a miss: in the key's home region from the namespace's origin; elsewhere
+by copying the home's entry.
 
-Remote fills copy the home's entry and install it with the versioned fill
-script, which refuses it when this region already knows a newer version (a
-superseded marker or tombstone left by an event): a slow fill of v1 that loses
-the race against v2's invalidation can never install v1. The copy keeps the
-home's stamps, so a namespace or tag invalidation that reached this region
-first voids it too.
+Only the home region assigns versions, so only the home fills from the origin. A
+region that is not the key's home asks the home for its copy, and the home fills
+it from the origin first when it holds none (``fetch_entry(fill=True)``); the copy
+is installed with the versioned fill script, which refuses it when this region
+already knows a newer version (a superseded marker or tombstone left by an event):
+a slow fill of v1 that loses the race against v2's invalidation can never install
+v1. The copy keeps the home's stamps, so a namespace or tag invalidation that
+reached this region first voids it too. When the home cannot be reached, a read
+gets the origin's answer served but not cached (no version is made up for it).
 
 Origin fills are single-flight across every process of the region: in-process
 callers share one fetch, and processes share a Redis lease per key. The lease
 holder fetches; the others wait for its fill (or are served the stale copy).
 Every change of the entry (a write, a delete, an event, a remote fill) revokes
 the lease, and the install is refused when the lease is gone, so an origin
-answer that raced a change is never installed. The namespace generation is
-read before the fetch, so a namespace invalidation during it voids the value.
+answer that raced a change is never installed. The stamps are taken before the
+fetch, so a namespace invalidation during it voids the value; a fill that ends
+voided, revoked or refused fetches again, since what changed meanwhile is newer.
 """
 
 from __future__ import annotations
@@ -27,12 +32,18 @@ import time
 import uuid
 
 from libs.common.config import NamespaceConfig
-from libs.common.errors import HomeUnavailable, OriginUnavailable, StoreUnavailable
+from libs.common.errors import (
+    HomeUnavailable,
+    OriginUnavailable,
+    StoreUnavailable,
+    VersionExhausted,
+)
 from libs.common.naming import jittered_ttl
-from libs.common.origin import OriginClient
+from libs.common.origin import OriginClient, OriginResult
 from libs.common.singleflight import SingleFlight
 from libs.common.store import Entry, Lookup, RegionStore
 from services.regional_cache.regions import RegionClient
+from services.regional_cache.stamps import Stamper
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,7 @@ class Filler:
         store: RegionStore,
         regions: RegionClient,
         origins: OriginClient,
+        stamper: Stamper,
         *,
         lease_ttl: float,
         max_ttl: float,
@@ -58,6 +70,7 @@ class Filler:
         self.store = store
         self.regions = regions
         self.origins = origins
+        self.stamper = stamper
         self.lease_ttl = lease_ttl
         self.max_ttl = max_ttl
         self.drill_delay = drill_delay
@@ -74,9 +87,21 @@ class Filler:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def fill(self, ns: str, key: str, home: str, cfg: NamespaceConfig) -> Entry | None:
-        """The entry as now held here, or ``None`` when neither home nor origin has it."""
-        return await self._flights.do((ns, key), lambda: self._fill(ns, key, home, cfg))
+    async def fill(
+        self, ns: str, key: str, home: str, cfg: NamespaceConfig, *, uncached: bool = False
+    ) -> Entry | None:
+        """The entry as now held here, or ``None`` when neither home nor origin has it.
+
+        With ``uncached``, a region whose home is unreachable answers with the origin's
+        answer without caching it: an entry of version 0 (none is known for it)."""
+        entry = await self._flights.do((ns, key), lambda: self._fill(ns, key, home, cfg))
+        if entry is _HOME_AWAY:
+            if not uncached or cfg.origin is None:
+                raise HomeUnavailable(
+                    f"home region {home} of {ns}/{key} is unreachable", home_region=home
+                )
+            return await self._uncached(ns, key, cfg.origin)
+        return entry
 
     def refresh(
         self, ns: str, key: str, home: str, cfg: NamespaceConfig, *, spread: bool = True
@@ -128,12 +153,11 @@ class Filler:
     async def _fill(self, ns: str, key: str, home: str, cfg: NamespaceConfig) -> Entry | None:
         if home != self.region:
             try:
-                entry = await self._from_home(ns, key, home, cfg)
-                if entry is not None or cfg.origin is None:
-                    return entry
+                return await self._from_home(ns, key, home, cfg)
             except HomeUnavailable:
                 if cfg.origin is None:
                     raise
+                return _HOME_AWAY  # the caller decides whether to ask the origin uncached
         if cfg.origin is None:
             return None
         return await self._from_origin(ns, key, cfg, cfg.origin)
@@ -146,7 +170,7 @@ class Filler:
         cfg: NamespaceConfig,
     ) -> Entry | None:
         for _ in range(_ATTEMPTS):
-            fetched = await self.regions.fetch_entry(home, ns, key)
+            fetched = await self.regions.fetch_entry(home, ns, key, fill=cfg.origin is not None)
             if fetched.entry is None:
                 return None
             if self.drill_delay:
@@ -159,14 +183,22 @@ class Filler:
             if after.lookup is Lookup.HIT and after.entry is not None:
                 if after.entry.version >= fetched.entry.version:
                     return after.entry
-            elif after.lookup in (Lookup.TOMBSTONE, Lookup.INVALIDATED, Lookup.EXPIRED):
-                # deleted, invalidated or expired here: nothing valid to serve
-                return None
-            # superseded by a newer version than the home gave: ask the home again
+            elif after.lookup is Lookup.TOMBSTONE and after.held_version >= fetched.entry.version:
+                return None  # deleted here since: nothing valid to serve
+            elif after.lookup is Lookup.EXPIRED:
+                return fetched.entry  # expired on arrival: serve what the home had
+            # superseded by a newer version than the home gave, or voided by an
+            # invalidation this region has and the home had not yet: ask the home again
         raise HomeUnavailable(
             f"home region {home} has not caught up with this region's newer version",
             home_region=home,
         )
+
+    async def _uncached(self, ns: str, key: str, template: str) -> Entry | None:
+        """The origin's answer, served without caching it (the key's home is unreachable,
+        and only the home may give it a version)."""
+        result = await self.origins.fetch(ns, template, key)
+        return _passing(result) if result.found else None
 
     async def _from_origin(
         self,
@@ -180,7 +212,11 @@ class Filler:
             if not await self.store.acquire_lease(ns, key, token, self.lease_ttl):
                 return await self._await_other_fill(ns, key)
             # stamps first: an invalidation during the fetch must void what it returns
-            generation, _ = await self.store.stamps(ns, ())
+            try:
+                generation, _ = await self.stamper(ns)
+            except HomeUnavailable:
+                await self.store.release_lease(ns, key, token)
+                raise
             started = time.monotonic()
             try:
                 result = await self.origins.fetch(ns, template, key)
@@ -195,28 +231,33 @@ class Filler:
             if result.found and result.max_age == 0:
                 # the origin says not to cache: serve this answer, keep nothing
                 await self.store.release_lease(ns, key, token)
-                now = int(time.time() * 1000)
-                return Entry(result.value, result.content_type, result.version or 1, now, now, ())
+                return _passing(result)
             ttl = self._ttl(cfg, result.max_age)
-            written = await self.store.origin_fill(
-                ns,
-                key,
-                token,
-                value=result.value if result.found else None,
-                content_type=result.content_type,
-                version=result.version,
-                ttl=ttl if result.found else max(cfg.negative_ttl, 0.001),
-                generation=generation,
-                keep_after_expiry=cfg.stale_while_revalidate,
-            )
+            try:
+                written = await self.store.origin_fill(
+                    ns,
+                    key,
+                    token,
+                    value=result.value if result.found else None,
+                    content_type=result.content_type,
+                    version=result.version,
+                    ttl=ttl if result.found else max(cfg.negative_ttl, 0.001),
+                    generation=generation,
+                    keep_after_expiry=cfg.stale_while_revalidate,
+                    source_versions=cfg.versions == "source",
+                )
+            except VersionExhausted:
+                # the key can take no newer version: serve the answer, keep nothing
+                return _passing(result) if result.found else None
             if written is not None and not result.found:
                 return None
             after = await self.store.read(ns, key)
             if after.lookup is Lookup.HIT and after.entry is not None:
                 return after.entry
-            if after.lookup in (Lookup.TOMBSTONE, Lookup.NEGATIVE, Lookup.INVALIDATED):
+            if after.lookup in (Lookup.TOMBSTONE, Lookup.NEGATIVE):
                 return None
-            # revoked by a change during the fetch: fetch again for the current value
+            # revoked by a change during the fetch, or voided by an invalidation during
+            # it: fetch again, for what the origin holds after that change
         raise OriginUnavailable(f"could not fill {ns}/{key}: it kept changing during fills")
 
     async def _await_other_fill(self, ns: str, key: str) -> Entry | None:
@@ -234,3 +275,17 @@ class Filler:
     def _ttl(self, cfg: NamespaceConfig, max_age: float | None) -> float:
         base = cfg.default_ttl if max_age is None else max_age
         return jittered_ttl(base, cfg.ttl_jitter, self.max_ttl)
+
+
+def _passing(result: OriginResult) -> Entry:
+    """An origin answer served once and not cached: no version known (0), expired at once
+    (``expires_ms`` 0, so nothing copies it)."""
+    return Entry(result.value, result.content_type, 0, int(time.time() * 1000), 0, ())
+
+
+def served_uncached(entry: Entry) -> bool:
+    return entry.expires_ms == 0
+
+
+# what _fill answers when the key's home is unreachable (the caller may ask the origin)
+_HOME_AWAY = Entry(b"", "", -1, 0, 0, ())

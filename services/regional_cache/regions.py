@@ -10,8 +10,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from libs.common.errors import HomeUnavailable
-from libs.common.store import Entry
+from libs.common.errors import HomeUnavailable, OriginUnavailable
+from libs.common.store import Entry, Stamps
 from services.regional_cache.auth import INTERNAL
 
 log = logging.getLogger(__name__)
@@ -97,16 +97,26 @@ class RegionClient:
         out[FORWARDED] = self.region
         return Response(reply.content, status_code=reply.status_code, headers=out)
 
-    async def fetch_entry(self, home: str, ns: str, key: str) -> Fetched:
-        """The home region's valid copy of a key, with its version, expiry and stamps."""
+    async def fetch_entry(self, home: str, ns: str, key: str, *, fill: bool = False) -> Fetched:
+        """The home region's valid copy of a key, with its version, expiry and stamps.
+
+        With ``fill`` the home fills the key from the namespace's origin first when it
+        holds no valid copy (the home assigns its version): a region that is not the
+        key's home never asks the origin itself while the home answers."""
         target = f"{self.url_of(home)}/internal/v1/ns/{ns}/entries/{_quote(key)}"
         try:
-            reply = await self._http().get(target, headers={HOP: self.region, **self._internal})
+            reply = await self._http().get(
+                target,
+                params={"fill": "1"} if fill else None,
+                headers={HOP: self.region, **self._internal},
+            )
         except httpx.HTTPError as exc:
             log.warning("fill from %s failed: %r", home, exc)
             raise HomeUnavailable(f"home region {home} is unreachable", home_region=home) from None
         if reply.status_code == 404:
             return Fetched(None, int(reply.headers.get("x-version", "0") or 0))
+        if reply.status_code == 502:
+            raise OriginUnavailable(f"the origin did not answer home region {home}'s fill")
         if reply.status_code != 200:
             raise HomeUnavailable(
                 f"home region {home} answered {reply.status_code}", home_region=home
@@ -125,6 +135,31 @@ class RegionClient:
             tag_versions=versions,
         )
         return Fetched(entry, entry.version)
+
+    async def fetch_stamps(self, home: str, ns: str, tags: tuple[str, ...]) -> Stamps:
+        """The stamps to write an entry under, from the namespace's home region."""
+        target = f"{self.url_of(home)}/internal/v1/ns/{ns}/stamps"
+        try:
+            reply = await self._http().get(
+                target,
+                params={"tags": ",".join(tags)} if tags else None,
+                headers={HOP: self.region, **self._internal},
+            )
+            if reply.status_code != 200:
+                raise ValueError(f"status {reply.status_code}")
+            body = reply.json()
+            generation = int(body["generation"])
+            versions = tuple(int(v) for v in body["tag_versions"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.warning("stamps from %s failed: %r", home, exc)
+            raise HomeUnavailable(
+                f"namespace {ns}'s home region {home}, which orders its invalidations, "
+                "did not give the stamps of this write",
+                home_region=home,
+            ) from None
+        if len(versions) != len(tags):
+            raise HomeUnavailable(f"home region {home} answered other tags", home_region=home)
+        return generation, versions
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:

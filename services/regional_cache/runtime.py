@@ -20,6 +20,7 @@ from services.regional_cache.hotranking import HotRanking
 from services.regional_cache.nearcache import NearCache
 from services.regional_cache.regions import RegionClient
 from services.regional_cache.settings import RegionalCacheSettings
+from services.regional_cache.stamps import Stamper
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Runtime:
     hotkeys: HotKeys
     near: NearCache | None
     ranking: HotRanking
+    stamper: Stamper
     eviction_policy: str | None = None
     maxmemory: int | None = None
     _ns_cache: dict[str, NamespaceConfig] = field(default_factory=dict)
@@ -81,6 +83,11 @@ class Runtime:
         hotkeys = HotKeys(
             threshold=settings.hot_key_threshold, sample_every=settings.hot_key_sample_every
         )
+
+        def namespace_home(ns: str) -> str:
+            return home_region(platform.namespace(ns), platform.platform.regions, ns, None)
+
+        stamper = Stamper(settings.region, store, regions, namespace_home)
         near = (
             NearCache(
                 redis,
@@ -104,11 +111,13 @@ class Runtime:
                 redis, hotkeys, metrics, settings.region, interval=settings.hot_ranking_interval
             ),
             regions=regions,
+            stamper=stamper,
             filler=Filler(
                 settings.region,
                 store,
                 regions,
                 origins,
+                stamper,
                 lease_ttl=origins.max_fetch_seconds + 1.0,
                 max_ttl=settings.max_ttl,
                 drill_delay=settings.drill_fill_delay,

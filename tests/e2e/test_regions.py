@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,10 @@ import redis
 from aiokafka import AIOKafkaProducer
 
 from libs.common import events, keys
+from libs.common.config import NamespaceConfig
+from libs.common.homes import home_region
 from tests.support.cluster import Up, running_platform
+from tests.support.origin_server import OriginServer
 from tests.support.platform import eventually
 
 REGIONS = ("us-east", "eu-west", "ap-south")
@@ -40,10 +44,22 @@ home_region = "hash"
 home_region = "us-east"
 propagation = "replicate"
 
+[namespaces.cat]
+home_region = "us-east"
+origin = "{origin}"
+
+[namespaces.rows]
+home_region = "us-east"
+origin = "{origin}"
+versions = "source"
+
+[faults]
+control = true
+
 [[relay.debezium]]
 topic = "dbserver1.public.users"
 ns = "users"
-key = "{id}"
+key = "{{id}}"
 version = "version"
 """
 DEADLINE = 20.0
@@ -53,6 +69,7 @@ class Regions:
     def __init__(self, up: Up) -> None:
         cluster = up.cluster()
         self.kafka: str = cluster["kafka"]
+        self.services: dict[str, str] = cluster["services"]
         self.urls = {name: cluster["regions"][name]["url"] for name in REGIONS}
         self.redis = {
             name: redis.Redis.from_url(cluster["regions"][name]["redis"]) for name in REGIONS
@@ -96,15 +113,35 @@ class Regions:
         asyncio.run(send())
 
 
+@contextlib.contextmanager
+def dropping(regions: Regions, region: str) -> Iterator[None]:
+    """``region``'s relay acknowledges every event without applying it, meanwhile: what
+    reaches the region then comes from the reconciler (or a fill), never the relay."""
+    relay = regions.services[f"invalidation_relay:{region}"]
+    assert httpx.put(f"{relay}/v1/faults", json={"drop_rate": 1.0}).status_code == 200
+    try:
+        yield
+    finally:
+        assert httpx.put(f"{relay}/v1/faults", json={"drop_rate": 0.0}).status_code == 200
+
+
 def bind(region: str, check: Callable[[str], object]) -> Callable[[], object]:
     """``check`` for one region, as a no-argument poll for :func:`eventually`."""
     return lambda: check(region)
 
 
 @pytest.fixture(scope="module")
-def regions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regions]:
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
+    server = OriginServer().start(tmp_path_factory.mktemp("origin"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory: pytest.TempPathFactory, origin: OriginServer) -> Iterator[Regions]:
     workdir = tmp_path_factory.mktemp("regions")
-    with running_platform(workdir, REGIONS, config=CONFIG) as up:
+    config = CONFIG.format(origin=origin.url("/items/{key}"))
+    with running_platform(workdir, REGIONS, config=config) as up:
         platform = Regions(up)
         try:
             yield platform
@@ -402,3 +439,160 @@ def test_only_if_cached_never_fills(regions: Regions, key: str) -> None:
     assert regions.get("eu-west", "default", key).headers["x-cache"] == "MISS"  # fills
     hit = regions.get("eu-west", "default", key, headers=cached_only)
     assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
+
+
+# -- only the home region assigns versions and stamps (regressions) -----------------
+
+
+def applied_in(regions: Regions, region: str, ns: str, key: str) -> int:
+    raw = regions.redis[region].hget(keys.index(ns, keys.leaf_of(key)), key)
+    return int(raw) if raw else 0
+
+
+def test_a_miss_outside_the_home_is_filled_by_the_home_which_assigns_the_version(
+    regions: Regions, origin: OriginServer, key: str
+) -> None:
+    """eu-west used to ask the origin itself and install the row under a version of its
+    own clock: above the home's, so the home's next write was refused there."""
+    origin.control(no_version=True)
+    try:
+        first = regions.get("eu-west", "cat", key)
+        assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
+        version = first.headers["etag"]
+        assert origin.stats()["requests"][key] == 1
+        for region in ("us-east", "ap-south"):
+            assert regions.get(region, "cat", key).headers["etag"] == version
+        assert origin.stats()["requests"][key] == 1  # the home's copy, not the origin again
+        written = regions.put("eu-west", "cat", key, b"written")["version"]
+        assert f'"{written}"' != version
+        for region in REGIONS:
+            eventually(
+                bind(region, lambda r: regions.get(r, "cat", key).content == b"written"),
+                timeout=DEADLINE,
+                what=f"the write served in {region}",
+            )
+    finally:
+        origin.reset()
+
+
+def test_min_version_after_a_delete_never_gets_an_origin_row(
+    regions: Regions, origin: OriginServer, key: str
+) -> None:
+    """eu-west holds an older copy and has not seen the delete: it asks the home, which
+    answers "deleted". It used to ask the origin next and serve its row under a version
+    of its own clock, newer than the delete."""
+    origin.control(no_version=True)
+    try:
+        assert regions.get("eu-west", "cat", key).status_code == 200  # the origin has a row
+        with dropping(regions, "eu-west"):
+            deleted = regions.http["ap-south"].delete(f"/v1/ns/cat/keys/{key}")
+            assert deleted.status_code == 204
+            version = int(deleted.headers["etag"].strip('"'))
+            got = regions.get("eu-west", "cat", key, params={"min_version": str(version)})
+            assert got.status_code == 404, got.headers.get("etag")
+    finally:
+        origin.reset()
+
+
+def _away_from_namespace_home(ns: str, prefix: str) -> str:
+    """A key of a hash namespace whose home is not the namespace's own home."""
+    cfg = NamespaceConfig(home_region="hash")
+    ns_home = home_region(cfg, REGIONS, ns, None)
+    return next(
+        k
+        for k in (f"{prefix}-{i}" for i in range(100))
+        if home_region(cfg, REGIONS, ns, k) != ns_home
+    )
+
+
+@pytest.mark.parametrize("what", ["namespace", "tag"])
+def test_with_hash_homes_a_write_after_an_invalidation_survives_it(
+    regions: Regions, what: str
+) -> None:
+    """The key's home stamped the write with its own copy of the namespace's metadata,
+    which did not have the invalidation yet: the write was voided when its event came
+    (8 of 8 tries)."""
+    ns = "hashed"
+    key = _away_from_namespace_home(ns, uuid.uuid4().hex[:6])
+    key_home = home_region(NamespaceConfig(home_region="hash"), REGIONS, ns, key)
+    path = f"/v1/ns/{ns}/invalidate" if what == "namespace" else f"/v1/ns/{ns}/tags/t/invalidate"
+    field = "gen" if what == "namespace" else "t:t"
+    # the invalidation reaches the key's home late (here: by the reconciler, not its relay)
+    with dropping(regions, key_home):
+        bumped = regions.http["ap-south"].post(path).json()
+        stamp = bumped["generation"] if what == "namespace" else bumped["version"]
+        v = regions.put("ap-south", ns, key, b"after", tags="t")["version"]
+
+    def applied_at_key_home() -> bool:
+        held = regions.redis[key_home].hget(keys.namespace_meta(ns), field)
+        return held is not None and int(held) >= stamp
+
+    eventually(applied_at_key_home, timeout=DEADLINE, what="the invalidation at the key's home")
+    for region in REGIONS:
+        got = regions.get(region, ns, key, params={"min_version": str(v)})
+        assert got.status_code == 200, (region, got.text)
+        assert got.content == b"after"
+
+
+def test_writes_after_the_home_lost_its_metadata_are_not_voided(regions: Regions) -> None:
+    """us-east lost the namespace's metadata (an empty restart, an older snapshot): it
+    stamped new writes with generation 0 while the other regions held the newer one, so
+    eu-west answered 404 even to min_version, and the reconciler then voided the write at
+    home too."""
+    ns = f"l{uuid.uuid4().hex[:8]}"
+    generation = regions.http["us-east"].post(f"/v1/ns/{ns}/invalidate").json()["generation"]
+
+    def eu_has_it() -> bool:
+        held = regions.redis["eu-west"].hget(keys.namespace_meta(ns), "gen")
+        return held is not None and int(held) >= generation
+
+    eventually(eu_has_it, timeout=DEADLINE, what="the invalidation in eu-west")
+    regions.redis["us-east"].delete(keys.namespace_meta(ns))  # the loss
+    v = regions.put("us-east", ns, "k", b"after the loss")["version"]
+    got = regions.get("eu-west", ns, "k", params={"min_version": str(v)})
+    assert got.status_code == 200 and got.content == b"after the loss"
+    # the reconciler brings us-east's generation back up: the write stays
+    reconciler = regions.services["reconciler:local"]
+    assert httpx.post(f"{reconciler}/v1/reconcile", timeout=60).status_code == 200
+    held = regions.redis["us-east"].hget(keys.namespace_meta(ns), "gen")
+    assert held is not None and int(held) >= generation
+    for region in REGIONS:
+        assert regions.get(region, ns, "k").content == b"after the loss"
+
+
+def test_a_namespace_of_a_system_of_record_takes_versions_from_it(
+    regions: Regions, origin: OriginServer, key: str
+) -> None:
+    """A write without a version got the home's microsecond clock (about 1.8e15) and
+    outranked every later change event of the record (row versions, LSNs)."""
+    for ns in ("rows", "users"):
+        unversioned = regions.http["eu-west"].put(f"/v1/ns/{ns}/keys/{key}", content=b"x")
+        assert unversioned.status_code == 400
+        assert unversioned.json()["error"]["code"] == "version_required"
+        delete = regions.http["us-east"].delete(f"/v1/ns/{ns}/keys/{key}")
+        assert delete.status_code == 400
+    assert regions.put("us-east", "rows", key, b"row 5", version="5")["version"] == 5
+    stale = regions.http["us-east"].delete(f"/v1/ns/rows/keys/{key}", params={"version": "5"})
+    assert stale.status_code == 409
+    # an origin answer without a version is cached at the version known here, never above
+    other = f"{key}-o"
+    origin.control(no_version=True)
+    try:
+        first = regions.get("ap-south", "rows", other)
+        assert first.status_code == 200 and "etag" not in first.headers
+        events_key = f"{other}".encode()
+        regions.publish(
+            "mrcache.invalidations",
+            events.encode(events.key_event("rows", other, 7, "set", origin="db")),
+            b"rows/" + events_key,
+        )
+        for region in REGIONS:
+            eventually(
+                bind(region, lambda r: applied_in(regions, r, "rows", other) == 7),
+                timeout=DEADLINE,
+                what=f"the record's change applied in {region}",
+            )
+            got = regions.get(region, "rows", other)
+            assert got.status_code == 200 and got.headers["etag"] == '"7"'
+    finally:
+        origin.reset()

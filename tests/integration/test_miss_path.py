@@ -40,6 +40,10 @@ stale_while_revalidate = 30
 origin = "{origin}"
 stale_while_revalidate = 30
 refresh_spread = 8
+
+[namespaces.negatives]
+origin = "{origin}"
+negative_ttl = 300
 """
 
 
@@ -259,3 +263,71 @@ def test_a_refresh_of_an_unchanged_object_renews_it(
         what="the background refresh renewed the same version",
     )
     assert origin.stats()["requests"]["same"] <= 3
+
+
+def test_a_tag_invalidation_voids_a_copy_served_in_its_stale_window(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    """A copy past its TTL served STALE (the origin is down) obeys a tag invalidation
+    like a fresh one: it was served STALE after it before the fix."""
+    a, _, _ = two_processes
+    origin.control(fail="500")
+    path = f"{a.url}/v1/ns/products/keys/tagged-stale"
+    assert httpx.put(path, content=b"tagged", params={"tags": "t", "ttl": "1"}).status_code == 200
+    eventually(
+        lambda: httpx.get(path).headers.get("x-cache") == "STALE",
+        timeout=10,
+        what="the copy served STALE past its TTL",
+    )
+    assert httpx.post(f"{a.url}/v1/ns/products/tags/t/invalidate").status_code == 202
+    after = httpx.get(path)
+    assert after.content != b"tagged"
+    assert after.status_code == 502  # nothing valid, and the origin is down
+
+
+def test_a_namespace_invalidation_voids_remembered_404s_and_deletions(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    """A negative entry (the origin's 404) and a deletion are answers of their namespace
+    too: after the namespace is invalidated the key is filled again from the origin,
+    which has a row now. Both answered 404 for their whole lifetime before the fix."""
+    a, b, _ = two_processes
+    ns = f"{a.url}/v1/ns/negatives"
+    origin.control(absent=["late", "gone"])
+    assert httpx.get(f"{ns}/keys/late").status_code == 404
+    origin.control(absent=["gone"])
+    assert httpx.get(f"{ns}/keys/late").status_code == 404  # remembered for 300 s
+    origin.control(absent=[])
+    assert httpx.get(f"{ns}/keys/gone").status_code == 200
+    assert httpx.delete(f"{ns}/keys/gone").status_code == 204
+    assert httpx.get(f"{ns}/keys/gone").status_code == 404  # deleted, though the origin has it
+    assert httpx.post(f"{ns}/invalidate").status_code == 202
+    for key in ("late", "gone"):
+        got = httpx.get(f"{b.url}/v1/ns/negatives/keys/{key}")
+        assert got.status_code == 200, key
+        assert got.content == f"value-of-{key}-v1".encode()
+    # a deletion after the invalidation holds again
+    assert httpx.delete(f"{ns}/keys/gone").status_code == 204
+    assert httpx.get(f"{ns}/keys/gone").status_code == 404
+
+
+def test_a_fill_voided_by_an_invalidation_during_its_fetch_fetches_again(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    """The invalidation is newer than what the fetch began with, so the fill asks again;
+    it answered 404 (a value it had just fetched voided) before the fix."""
+    a, b, _ = two_processes
+    origin.control(latency_ms=800)
+
+    async def race() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as client:
+            slow = asyncio.create_task(client.get(f"{a.url}/v1/ns/negatives/keys/voided"))
+            await asyncio.sleep(0.3)  # the origin fetch is in flight
+            inv = await client.post(f"{b.url}/v1/ns/negatives/invalidate")
+            assert inv.status_code == 202
+            return await slow
+
+    reply = asyncio.run(race())
+    assert reply.status_code == 200, reply.text
+    assert reply.content == b"value-of-voided-v1"
+    assert origin.stats()["requests"]["voided"] == 2

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.errors import InvalidRequest
-from libs.common.naming import MAX_WARM_KEYS, check_key, check_namespace
+from libs.common.errors import HomeUnavailable, InvalidRequest
+from libs.common.naming import MAX_WARM_KEYS, check_key, check_namespace, parse_tags
 from libs.common.responses import JsonResponse
-from libs.common.store import Lookup
+from libs.common.store import Entry, Lookup
 from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
+from services.regional_cache.fill import served_uncached
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,11 +30,34 @@ class WarmRequest(BaseModel):
 
 
 @router.get(f"/internal/v1/ns/{{ns}}/entries/{KEY_PARAM}")
-async def get_entry(ns: NamespaceDep, key: KeyDep, rt: RuntimeDep) -> Response:
-    """The valid local copy with everything a remote fill needs to install it safely."""
+async def get_entry(
+    ns: NamespaceDep,
+    key: KeyDep,
+    rt: RuntimeDep,
+    fill: Annotated[str | None, Query()] = None,
+) -> Response:
+    """The valid local copy with everything a remote fill needs to install it safely.
+
+    With ``fill=1``, the key's home fills a key it holds no valid copy of from the
+    namespace's origin first (its own miss path: single flight, lease, the home's
+    versions), so the asking region never mints a version of its own. A deleted key
+    is not filled."""
     result = await rt.store.read(ns, key)
-    entry = result.entry
-    if result.lookup is not Lookup.HIT or entry is None:
+    entry: Entry | None = result.entry if result.lookup is Lookup.HIT else None
+    cfg = rt.namespace(ns)
+    if (
+        entry is None
+        and fill
+        and cfg.origin is not None
+        and result.lookup not in (Lookup.TOMBSTONE, Lookup.NEGATIVE)
+        and rt.home_of(ns, key) == rt.region
+    ):
+        entry = await rt.filler.fill(ns, key, rt.region, cfg)
+        if entry is not None and served_uncached(entry):
+            entry = None  # served but not cached (no-store): nothing to copy
+        if entry is None:
+            result = await rt.store.read(ns, key)
+    if entry is None:
         return JsonResponse(
             {
                 "error": {
@@ -57,6 +81,22 @@ async def get_entry(ns: NamespaceDep, key: KeyDep, rt: RuntimeDep) -> Response:
             "X-Tag-Versions": ",".join(str(v) for v in entry.tag_versions),
         },
     )
+
+
+@router.get("/internal/v1/ns/{ns}/stamps")
+async def get_stamps(
+    ns: NamespaceDep, rt: RuntimeDep, tags: Annotated[str | None, Query()] = None
+) -> JsonResponse:
+    """The stamps an entry of ``ns`` written now gets (for a key homed in another region of
+    a ``hash`` namespace); only the namespace's home answers."""
+    if rt.home_of(ns, None) != rt.region:
+        raise HomeUnavailable(
+            f"{rt.region} is not the home of namespace {ns}: check that every region runs "
+            "the same config",
+            home_region=rt.home_of(ns, None),
+        )
+    generation, versions = await rt.store.stamps(ns, parse_tags(tags))
+    return JsonResponse({"generation": generation, "tag_versions": list(versions)})
 
 
 @router.get("/internal/v1/hot")

@@ -20,7 +20,9 @@ from libs.common.errors import (
     NotFound,
     OriginUnavailable,
     PreconditionFailed,
+    StaleVersion,
     ValueTooLarge,
+    VersionRequired,
 )
 from libs.common.naming import (
     MAX_BATCH_KEYS,
@@ -131,6 +133,9 @@ async def put_key(
     home = rt.home_of(ns, key)
     if home != rt.region:
         return await rt.regions.forward(request, home, value)
+    cfg = rt.namespace(ns)
+    if external is None and cfg.versions == "source":
+        raise _version_required(ns)
 
     expect: int | None = None
     if if_match is not None or if_none_match is not None:
@@ -149,7 +154,6 @@ async def put_key(
         expect = current.held_version
 
     effective_ttl = rt.effective_ttl(ns, requested)
-    cfg = rt.namespace(ns)
     written = await rt.store.write(
         ns,
         key,
@@ -160,6 +164,7 @@ async def put_key(
         external_version=external,
         expect_version=expect,
         keep_after_expiry=cfg.stale_while_revalidate,
+        stamps=await rt.stamper(ns, tag_list),
     )
     replicate = cfg.propagation == "replicate"
     await rt.publisher.publish(
@@ -274,11 +279,12 @@ async def get_key(request: Request) -> Response:
         if cfg.xfetch_beta and cfg.origin is not None:
             rt.filler.early_refresh(ns, key, rt.home_of(ns, key), cfg, entry)
     headers = {
-        "ETag": etag(entry.version),
         "X-Cache": cache,
         "X-Cache-Region": rt.region,
         "Age": str(max(0, int(time.time() - entry.written_ms / 1000))),
     }
+    if entry.version:  # 0: no version is known (an origin's answer, cached or not)
+        headers["ETag"] = etag(entry.version)
     if not_modified is None or entry.version in not_modified:
         return Response(status_code=304, headers=headers)
     # set the header directly: Response(media_type=...) would append a charset
@@ -303,8 +309,12 @@ async def _miss(
         return stale, "STALE"
     if result.lookup is Lookup.TOMBSTONE and result.held_version >= floor:
         raise NotFound("key not found")
+    # with the home away, a plain read may get the origin's answer served uncached; not a
+    # read of one's own writes, nor a key this region knows a newer version of exists:
+    # nothing proves the origin's answer is that new
+    uncached = not floor and result.lookup is not Lookup.SUPERSEDED
     try:
-        entry = await rt.filler.fill(ns, key, home, cfg)
+        entry = await rt.filler.fill(ns, key, home, cfg, uncached=uncached)
     except (HomeUnavailable, OriginUnavailable):
         if stale is not None:
             return stale, "STALE"  # stale-if-error
@@ -317,16 +327,46 @@ async def _miss(
 
 
 @router.delete(
-    KEY_PATH, status_code=204, response_class=Response, responses={400: _ERROR, 503: _ERROR}
+    KEY_PATH,
+    status_code=204,
+    response_class=Response,
+    responses={400: _ERROR, 409: _ERROR, 503: _ERROR},
 )
-async def delete_key(ns: NamespaceDep, key: KeyDep, request: Request, rt: RuntimeDep) -> Response:
+async def delete_key(
+    ns: NamespaceDep,
+    key: KeyDep,
+    request: Request,
+    rt: RuntimeDep,
+    version: Annotated[str | None, Query(description="external version of the delete")] = None,
+) -> Response:
     """Delete everywhere: a versioned tombstone at home, then its event."""
+    external = parse_version(version) if version is not None else None
     home = rt.home_of(ns, key)
     if home != rt.region:
         return await rt.regions.forward(request, home, b"")
-    _, version = await rt.store.tombstone(ns, key)
-    await rt.publisher.publish(events.key_event(ns, key, version, "delete", origin=rt.region))
-    return Response(status_code=204, headers={"ETag": etag(version)})
+    if external is None and rt.namespace(ns).versions == "source":
+        raise _version_required(ns)
+    # the generation this region holds, without a clock floor: a deletion stamped too
+    # low is voided early by an invalidation (its key is filled again), never kept late
+    generation, _ = await rt.store.stamps(ns, (), clock=False)
+    applied, held = await rt.store.tombstone(ns, key, external, generation=generation)
+    if external is not None and not applied:
+        raise StaleVersion(
+            f"version {external} is not newer than the held version {held}",
+            current_version=held,
+        )
+    await rt.publisher.publish(
+        events.key_event(ns, key, held, "delete", origin=rt.region, gen=generation)
+    )
+    return Response(status_code=204, headers={"ETag": etag(held)})
+
+
+def _version_required(ns: str) -> VersionRequired:
+    return VersionRequired(
+        f"namespace {ns} takes its versions from its system of record: write with "
+        "version=<the record's version> (a write without one could outrank the record's "
+        "later changes)"
+    )
 
 
 @router.post(
