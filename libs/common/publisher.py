@@ -6,6 +6,13 @@ a time per region (a Redis lock with a token) sends the outbox to Kafka oldest
 first and trims only what Kafka accepted, so a crash mid-drain re-sends rather
 than loses (events are idempotent by version, duplicates are harmless).
 
+The lock is a lease: a drainer that is slow (a slow or distant broker) can
+outlive it while another process takes the lock over and drains the same events.
+So the drainer renews the lock while it sends, checking it still owns it, and
+trims in one script that checks ownership at the moment of the trim: a drainer
+that lost the lock trims nothing, and only the owner's trim removes what both
+sent. Whatever was sent twice is a duplicate, never a loss.
+
 While the outbox holds anything, new events join its tail instead of going
 straight to Kafka, so the region's events still reach Kafka in the order their
 changes were applied.
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 from aiokafka import AIOKafkaProducer
@@ -35,6 +43,20 @@ log = logging.getLogger(__name__)
 _DRAIN_BATCH = 200
 _LOCK_MS = 10_000
 
+# renew the drain lock, only while it is ours
+_RENEW = """#!lua flags=allow-oom
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+# trim what was sent from the outbox's head, only while the drain lock is ours; returns the
+# outbox's length after the trim, or -1 when the lock is another's (nothing trimmed)
+_TRIM = """#!lua flags=allow-oom
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+redis.call('LTRIM', KEYS[1], ARGV[2], -1)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return redis.call('LLEN', KEYS[1])
+"""
+
 
 class EventPublisher:
     """Publishes events of one region; ``start()`` / ``stop()`` own its tasks."""
@@ -47,12 +69,14 @@ class EventPublisher:
         region: str,
         metrics: Metrics,
         drain_interval: float = 0.5,
+        lock_ms: int = _LOCK_MS,
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.region = region
         self.metrics = metrics
         self.drain_interval = drain_interval
+        self.lock_ms = lock_ms
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._outbox_key = keys.outbox(region)
@@ -62,6 +86,8 @@ class EventPublisher:
         self._wake = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
         self._release = redis.register_script(RELEASE)
+        self._renew = redis.register_script(_RENEW)
+        self._trim = redis.register_script(_TRIM)
 
     async def start(self) -> None:
         # Kafka may be down at startup: the outbox covers it and the drainer retries.
@@ -155,29 +181,43 @@ class EventPublisher:
 
     async def _drain_once(self) -> None:
         """Send the outbox oldest first while holding the region's drain lock."""
-        if not await self.redis.set(self._lock_key, self._token, nx=True, px=_LOCK_MS):
+        if not await self.redis.set(self._lock_key, self._token, nx=True, px=self.lock_ms):
             held = await self.redis.get(self._lock_key)
             if held != self._token.encode():
                 return
         try:
-            while True:
-                await self.redis.pexpire(self._lock_key, _LOCK_MS)
+            while await self._owned():
                 batch = await self.redis.lrange(self._outbox_key, 0, _DRAIN_BATCH - 1)
                 if not batch:
                     self._outbox_active = False
                     self.metrics.outbox_depth.labels(self.region).set(0)
                     return
+                renewed = time.monotonic()
                 for payload in batch:
                     await self._send_queued(
                         payload if isinstance(payload, bytes) else payload.encode()
                     )
-                await self.redis.ltrim(self._outbox_key, len(batch), -1)
-                log.info("outbox: %d events sent to kafka", len(batch))
-                self.metrics.outbox_depth.labels(self.region).set(
-                    await self.redis.llen(self._outbox_key)
+                    # renew well before the lease ends; stop at once if it was lost
+                    if time.monotonic() - renewed > self.lock_ms / 3000:
+                        if not await self._owned():
+                            log.warning("outbox: drain lock lost mid-batch; nothing trimmed")
+                            return
+                        renewed = time.monotonic()
+                depth = await self._trim(
+                    keys=[self._outbox_key, self._lock_key],
+                    args=[self._token, len(batch), self.lock_ms],
                 )
+                if depth < 0:
+                    log.warning("outbox: drain lock lost before the trim; nothing trimmed")
+                    return
+                log.info("outbox: %d events sent to kafka", len(batch))
+                self.metrics.outbox_depth.labels(self.region).set(depth)
         finally:
             await self._release(keys=[self._lock_key], args=[self._token])
+
+    async def _owned(self) -> bool:
+        """Renew the drain lock if it is still ours."""
+        return bool(await self._renew(keys=[self._lock_key], args=[self._token, self.lock_ms]))
 
     async def _send_queued(self, payload: bytes) -> None:
         try:

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from libs.common.processes import free_port, redis_process, wait_port
+from libs.common import events, keys
+from libs.common.metrics import Metrics
+from libs.common.processes import broker_process, free_port, redis_process, wait_port
+from libs.common.publisher import EventPublisher
+from libs.common.redisclient import RedisClient
+from libs.common.settings import KafkaSettings
+from services.cli.delayproxy import DelayProxy, Route
 from tests.support.kafka import collect_events
 from tests.support.platform import (
     Broker,
     RedisServer,
     Service,
     eventually,
+    eventually_async,
     running_service,
     service_env,
     start_broker,
     start_redis,
 )
+from tests.support.relay import own_topics
 
 
 @pytest.fixture
@@ -167,3 +176,103 @@ def test_publish_failure_metric_is_counted(lonely_service: Service, own_broker: 
             li for li in text.splitlines() if li.startswith("mrcache_publish_failures_total")
         )
         assert float(line.split()[-1]) >= 1
+
+
+async def test_two_drainers_over_a_slow_broker_lose_no_event(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """A drain batch that outlasts the drain lock (a slow or distant broker): the second
+    drainer takes the lock over and sends the same events. Each used to trim its batch
+    at the end, so the events after it were trimmed unsent (22 of 597 lost). Now only the
+    lock's owner trims, in the same script that checks it: duplicates, never a loss."""
+    broker_port, proxy_port = free_port(), free_port()
+    broker = broker_process(broker_port, tmp_path, advertised_port=proxy_port).start()
+    # every request to the broker waits 2 x 5 ms: a batch of 200 sends takes ~2 s
+    proxy = DelayProxy([Route("127.0.0.1", proxy_port, "127.0.0.1", broker_port)], 0.005)
+    await proxy.start()
+    redis = own_redis.async_client()
+    drainers: list[EventPublisher] = []
+    try:
+        wait_port(broker, broker_port)
+        kafka = await own_topics(f"127.0.0.1:{proxy_port}")
+        sent = [
+            events.key_event("drain", f"k{i}", i + 1, "set", origin="us-east") for i in range(60)
+        ]
+        await redis.rpush(keys.outbox("us-east"), *(events.encode(e) for e in sent))
+        for _ in range(2):
+            drainers.append(
+                EventPublisher(
+                    kafka,
+                    redis,
+                    region="us-east",
+                    metrics=Metrics(),
+                    drain_interval=0.05,
+                    lock_ms=600,  # shorter than a batch takes here
+                )
+            )
+        for drainer in drainers:
+            await drainer.start()
+        # the first drainer stalls longer than its lock: the second takes the lock over
+        await asyncio.sleep(0.3)
+        proxy.pause()
+        await asyncio.sleep(1.0)
+        proxy.resume()
+        await eventually_async(
+            lambda: _empty(redis), timeout=60, what="the outbox drained by two processes"
+        )
+        got = await collect_events(kafka.bootstrap, want=len(sent), topic=kafka.topic, timeout=30)
+        assert {e.id for e in sent} <= {e.id for e in got}, "events were trimmed unsent"
+    finally:
+        for drainer in drainers:
+            await drainer.stop()
+        await redis.aclose()
+        await proxy.close()
+        broker.stop()
+
+
+async def _empty(redis: RedisClient) -> bool:
+    return await redis.llen(keys.outbox("us-east")) == 0
+
+
+async def test_a_drainer_that_lost_its_lock_trims_nothing(own_redis: RedisServer) -> None:
+    """The exact interleaving that lost events: A's batch outlives its lock, B takes the
+    lock, sends the same batch and trims it; then A trims "its" batch, which is now the
+    next one, never sent. The sends are scripted (the lock and the trim are Redis's)."""
+    redis = own_redis.async_client()
+    outbox = keys.outbox("us-east")
+    await redis.delete(outbox, keys.outbox_lock("us-east"))
+    queued = [events.key_event("lock", f"k{i}", i + 1, "set", origin="us-east") for i in range(300)]
+    await redis.rpush(outbox, *(events.encode(e) for e in queued))
+    sent: list[bytes] = []
+    gate = asyncio.Event()
+
+    def drainer(*, held_up: bool) -> EventPublisher:
+        publisher = EventPublisher(
+            KafkaSettings(), redis, region="us-east", metrics=Metrics(), lock_ms=200
+        )
+
+        async def send(_: bytes, payload: bytes) -> None:
+            if held_up and not gate.is_set():
+                await gate.wait()  # a slow broker: longer than the lock
+            sent.append(payload)
+
+        publisher._send = send  # type: ignore[method-assign,assignment]
+        return publisher
+
+    a, b = drainer(held_up=True), drainer(held_up=False)
+    try:
+        first = asyncio.create_task(a._drain_once())
+        await asyncio.sleep(0.4)  # A holds its first send past the lock's 200 ms
+        await b._drain_once()  # B takes the lock over and drains everything
+        # writes go on meanwhile (Kafka is slow): their events join the outbox
+        later = [
+            events.key_event("lock", f"n{i}", i + 1, "set", origin="us-east") for i in range(50)
+        ]
+        await redis.rpush(outbox, *(events.encode(e) for e in later))
+        gate.set()
+        await first  # A finishes its stale batch: it must not trim the new events
+        await b._drain_once()
+        assert await redis.llen(outbox) == 0
+        assert {e.id for e in [*queued, *later]} <= {events.decode(p).id for p in sent}
+    finally:
+        await redis.aclose()
