@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,7 +25,13 @@ _CLUSTER_RETRIES = 12
 
 
 def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -> RedisClient:
-    """The client for ``settings.url``; with ``settings.cluster`` the URL is one seed node."""
+    """The client for ``settings.url``; with ``settings.cluster`` the URL is one seed node.
+
+    A standalone client's pool makes a burst wait up to ``pool_timeout`` for a free
+    connection rather than fail at once (a default pool raises when all are in use).
+    redis-py's cluster client has no waiting pool: background work on a cluster bounds
+    its own concurrency below ``max_connections`` (the reconciler's repairs, a relay's
+    partitions)."""
     password = settings.password
     common: dict[str, Any] = {
         "password": password.get_secret_value() if password else None,
@@ -34,7 +40,10 @@ def make_redis(settings: RedisSettings, *, max_connections: int | None = None) -
         "max_connections": max_connections or settings.max_connections,
     }
     if not settings.cluster:
-        return Redis.from_url(settings.url, **common)
+        pool = BlockingConnectionPool.from_url(
+            settings.url, timeout=settings.pool_timeout, **common
+        )
+        return Redis.from_pool(pool)
     return RedisCluster.from_url(
         settings.url,
         **common,

@@ -53,6 +53,8 @@ class RedisSettings(BaseModel):
     password: SecretStr | None = None
     socket_timeout: Annotated[float, Field(gt=0)] = 2.0
     max_connections: Annotated[int, Field(ge=1)] = 512
+    # seconds a command waits for a free connection when all max_connections are in use
+    pool_timeout: Annotated[float, Field(gt=0)] = 5.0
 
     @field_validator("url")
     @classmethod

@@ -24,7 +24,7 @@ from libs.common.responses import JsonResponse
 from libs.common.sidecar import sidecar_app
 from libs.common.store import RegionStore
 from services.reconciler.recent import RecentChanges
-from services.reconciler.reconcile import Reconciler, Report
+from services.reconciler.reconcile import CONCURRENT_REPAIRS, Reconciler, Report
 from services.reconciler.settings import ReconcilerSettings
 
 log = logging.getLogger(__name__)
@@ -78,19 +78,27 @@ class ReconcileLoop:
             await asyncio.sleep(self.interval)
 
 
-def create_app(settings: ReconcilerSettings) -> Starlette:
-    platform = settings.platform()
+def region_stores(settings: ReconcilerSettings, regions: list[str]) -> dict[str, RegionStore]:
+    """A store per region over a client whose pool outnumbers the repairs in flight."""
     urls = settings.region_redis
-    missing = [r for r in platform.platform.regions if r not in urls]
+    missing = [r for r in regions if r not in urls]
     if missing:
         raise ConfigError(f"MRCACHE_REGION_REDIS has no Redis URL for {missing}")
-    clients = {
-        region: make_redis(
-            settings.redis.model_copy(update={"url": urls[region]}), max_connections=8
+    return {
+        region: RegionStore(
+            make_redis(
+                settings.redis.model_copy(update={"url": urls[region]}),
+                max_connections=4 * CONCURRENT_REPAIRS,
+            ),
+            tombstone_ttl=settings.tombstone_ttl,
         )
-        for region in platform.platform.regions
+        for region in regions
     }
-    stores = {r: RegionStore(c, tombstone_ttl=settings.tombstone_ttl) for r, c in clients.items()}
+
+
+def create_app(settings: ReconcilerSettings) -> Starlette:
+    platform = settings.platform()
+    stores = region_stores(settings, platform.platform.regions)
     metrics = Metrics()
     reconciler = Reconciler(
         platform,
@@ -115,8 +123,8 @@ def create_app(settings: ReconcilerSettings) -> Starlette:
         if recent is not None:
             await recent.stop()
         await loop.stop()
-        for client in clients.values():
-            await client.aclose()
+        for store in stores.values():
+            await store.redis.aclose()
 
     async def reconcile(_: Request) -> Response:
         return JsonResponse(dataclasses.asdict(await loop.run_once()))

@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 _SCAN_COUNT = 1000
 # bucket digests read per round trip (16 leaves each)
 _DIGEST_PAGE = 512
-# repairs in flight at once: enough to hide round trips, few enough to stay polite
-_CONCURRENT_REPAIRS = 32
+# repairs in flight at once, shared by the passes and the recent-change checks: enough to
+# hide round trips, few enough to stay polite and below every client's connection pool
+CONCURRENT_REPAIRS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,8 @@ class Reconciler:
         # the first pass and every n-th after it also scan the keyspace (see _inventory)
         self.full_scan_every = full_scan_every
         self.passes = 0
+        # one bound for all repairs, so a burst waits its turn instead of exhausting a pool
+        self._limit = asyncio.Semaphore(CONCURRENT_REPAIRS)
 
     async def run_once(self) -> Report:
         started = time.perf_counter()
@@ -205,7 +208,7 @@ class Reconciler:
         for key, version in snapshot.items():
             by_leaf.setdefault(keys.leaf_of(key), {})[key] = version
         leaves = sorted(by_leaf)
-        limit = asyncio.Semaphore(_CONCURRENT_REPAIRS)
+        limit = self._limit
         for start in range(0, len(leaves), self.batch):
             batch = leaves[start : start + self.batch]
             work = []
@@ -269,7 +272,7 @@ class Reconciler:
         regions = list(live)
         fetched = await asyncio.gather(*(_indexes(live[r], ns, batch) for r in regions))
         replicate = self.platform.namespace(ns).propagation == "replicate"
-        limit = asyncio.Semaphore(_CONCURRENT_REPAIRS)
+        limit = self._limit
         work = []
         for position in range(len(batch)):
             indexes = {r: fetched[i][position] for i, r in enumerate(regions)}
@@ -298,7 +301,7 @@ class Reconciler:
         for change in changes:
             if change.key is not None:
                 by_ns.setdefault(change.ns, set()).add(change.key)
-        limit = asyncio.Semaphore(_CONCURRENT_REPAIRS)
+        limit = self._limit
         for ns, names in sorted(by_ns.items()):
             ordered = sorted(names)
             applied: dict[str, list[int]] = {}

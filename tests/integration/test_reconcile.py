@@ -18,7 +18,9 @@ from libs.common.config import PlatformConfig
 from libs.common.redisclient import RedisClient
 from libs.common.store import Entry, Lookup, RegionStore
 from services.reconciler import reconcile
+from services.reconciler.app import region_stores
 from services.reconciler.reconcile import Reconciler
+from services.reconciler.settings import ReconcilerSettings
 from tests.support.platform import RedisServer
 from tests.support.redis_cluster import RedisBackend
 
@@ -208,3 +210,32 @@ async def test_a_source_of_truth_snapshot_is_the_authority(
     state["body"] = b'["not", "a", "snapshot"]'
     bad = await reconciler(two, source_of_truth=url).run_once()  # logged, nothing breaks
     assert sum(bad.repairs.values()) == 0
+
+
+async def test_a_burst_of_missed_events_is_repaired_in_one_pass(
+    redis_server: RedisServer, ns: str
+) -> None:
+    """1,000 keys one region missed, through the reconciler's own clients: it used to run
+    out of its 8 connections (a pool that raises instead of waiting), interrupt the pass
+    and repair a handful per interval."""
+    base = redis_server.url.rsplit("/", 1)[0]
+    settings = ReconcilerSettings(
+        region_redis={"us-east": f"{base}/5", "eu-west": f"{base}/6"}, config=None
+    )
+    stores = region_stores(settings, ["us-east", "eu-west"])
+    try:
+        for store in stores.values():
+            await store.redis.flushdb()
+        home = stores["us-east"]
+        for i in range(1000):
+            await home.write(ns, f"k{i}", b"v", content_type="x", ttl=600)
+        report = await reconciler(stores).run_once()
+        assert report.repairs == {"us-east": 0, "eu-west": 1000}
+        changes = [reconcile.Change(ns, f"k{i}", 1) for i in range(1000)]
+        await stores["us-east"].bump_namespace(ns)
+        for i in range(1000):
+            await home.write(ns, f"k{i}", b"w", content_type="x", ttl=600)
+        assert await reconciler(stores).check_changes(changes) == {"us-east": 0, "eu-west": 1000}
+    finally:
+        for store in stores.values():
+            await store.redis.aclose()
