@@ -220,12 +220,24 @@ class Operations:
         return Attempt(region, request)
 
     def _read(self, spec: wire.Spec) -> Flow[tuple[str, httpx.Response]]:
-        """Try the available regions nearest first until one answers (any non-failover answer)."""
+        """Try the available regions nearest first until one answers (any non-failover answer).
+
+        A region that answers ``503 home_unavailable`` is healthy (the key's home is not):
+        it stays available, and the next region, which may hold a copy, is asked; when
+        every region says so, :class:`HomeUnavailable`."""
         failures: dict[str, str] = {}
+        home_away: HomeUnavailable | None = None
         for region in self.router.order():
             if not self.router.available(region):
                 continue  # another request found it failing meanwhile
             outcome = yield self._attempt(region, spec)
+            response = outcome.response
+            if response is not None and response.status_code == 503:
+                error = wire.error_from(response)
+                if isinstance(error, HomeUnavailable):
+                    self.router.succeeded(region, None)  # it answered; the home did not
+                    home_away = error
+                    continue
             reason = wire.failure(outcome.response, outcome.error)
             if reason is not None:
                 self.router.failed(region, reason)
@@ -236,6 +248,8 @@ class Operations:
             sample = outcome.elapsed if outcome.response.status_code < 500 else None
             self.router.succeeded(region, sample)
             return region, outcome.response
+        if home_away is not None:
+            raise home_away
         raise self._nothing_reachable(failures)
 
     def _write(self, ns: str, key: str | None, spec: wire.Spec) -> Flow[httpx.Response]:

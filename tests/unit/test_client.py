@@ -502,6 +502,28 @@ async def test_origin_failures_are_not_failover(make: Factory) -> None:
     assert all(s.healthy for s in client.status())
 
 
+async def test_a_region_whose_home_is_down_stays_healthy_and_the_next_one_is_asked(
+    make: Factory,
+) -> None:
+    """503 home_unavailable says the key's home is down, not the region: the region is
+    not backed off (so it keeps serving what it holds) and the next region, which may
+    hold a copy, answers the read."""
+    platform = FakePlatform(answers={"eu": (503, "home_unavailable")})
+    platform.truth[("default", "k")] = Held(b"v", 1)
+    client = await make(platform, nearest_eu=False)
+    item = await client.get("default", "k")
+    assert item is not None and item.region == "us"
+    assert all(s.healthy for s in client.status())
+    platform.answers.clear()
+    platform.truth[("default", "other")] = Held(b"w", 2)
+    assert (await client.get("default", "other")).region == "eu"
+    # every region waits on the home: the read says so, and still nobody is backed off
+    platform.answers.update({r: (503, "home_unavailable") for r in URLS})
+    with pytest.raises(errors.HomeUnavailable):
+        await client.get("default", "k")
+    assert all(s.healthy for s in client.status())
+
+
 async def test_writes_go_straight_to_the_home_region(make: Factory) -> None:
     platform = FakePlatform()
     client = await make(platform)
