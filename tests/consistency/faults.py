@@ -36,6 +36,10 @@ from typing import Any
 
 import httpx
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tests.consistency.database import Database
 from tests.consistency.harness import REGIONS, Platform
@@ -136,7 +140,15 @@ class Injector:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient(timeout=10.0, trust_env=False)
-        self._redis = {r: redis.asyncio.Redis.from_url(u) for r, u in platform.redis.items()}
+        # a Redis the faults restart drops its connections: retry across the restart
+        self._redis = {
+            r: redis.asyncio.Redis.from_url(
+                u,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            )
+            for r, u in platform.redis.items()
+        }
         self._paused = False
 
     async def run(self, plan: list[Planned]) -> None:

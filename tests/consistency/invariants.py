@@ -64,6 +64,9 @@ INVARIANTS = (
 # an older state for a while (fresh and invalidated count from their end)
 _LOSES = ("redis_wipe", "redis_rollback", "memory_pressure")
 _GOES_BACK = ("redis_rollback",)
+# faults after which a home has forgotten the versions it held: an external version it had
+# seen may be taken again (versions it assigns itself still grow with its clock)
+_FORGETS = ("redis_wipe", "redis_rollback")
 # the home region applied a write before acknowledging it: its reads reflect it at once,
 # but for a hot key's copy in a process (the near cache, bounded at 50 ms)
 HOME_BOUND = 0.2
@@ -133,7 +136,8 @@ class _Context:
 
     def settled(self, t: float, regions: Iterable[str | None], until: float) -> float:
         """When a barrier at ``t`` starts counting in ``regions``: after any restore from
-        an old snapshot there that ended after ``t`` (and before ``until``)."""
+        an old snapshot there that ended after ``t`` (and before ``until``, the read's
+        completion: a restore takes effect before its end is recorded)."""
         ends = [f.end for f in self.faults(_GOES_BACK, regions) if t <= f.end <= until]
         return max([t, *ends])
 
@@ -167,6 +171,10 @@ def _acked_writes(ops: Iterable[Op]) -> list[Op]:
 def _version_order(ctx: _Context, verdict: Verdict) -> None:
     for item, ops in ctx.by_item.items():
         writes = _acked_writes(ops)
+        ns, key = ops[0].ns, ops[0].key
+        assert key is not None
+        home = ctx.home(ns, key)
+
         verdict.checked["version-order"] += len(writes)
         for op in ops:
             if op.version is not None and op.version > MAX_VERSION and op.kind != "sor_write":
@@ -183,7 +191,7 @@ def _version_order(ctx: _Context, verdict: Verdict) -> None:
         for op in writes:
             assert op.version is not None
             first = owner.setdefault(op.version, op)
-            if first is not op:
+            if first is not op and not _forgotten(ctx, home, first, op):
                 verdict.add(
                     Violation(
                         "version-order",
@@ -210,7 +218,7 @@ def _version_order(ctx: _Context, verdict: Verdict) -> None:
                 continue
             prior = best[before - 1]
             assert op.version is not None and prior.version is not None
-            if op.version <= prior.version:
+            if op.version <= prior.version and not _forgotten(ctx, home, prior, op):
                 verdict.add(
                     Violation(
                         "version-order",
@@ -221,6 +229,19 @@ def _version_order(ctx: _Context, verdict: Verdict) -> None:
                         (prior.invoke, op.complete),
                     )
                 )
+
+
+def _forgotten(ctx: _Context, home: str, first: Op, then: Op) -> bool:
+    """Whether the home lost what it held between two writes, so that ``then`` may repeat
+    or undercut ``first``'s version: when one of them carried an external version, or
+    ``first``'s is above the home's clock at ``then`` (an external version set earlier).
+    Versions the home assigns itself still grow with its clock (README, consistency)."""
+    lost = any(
+        first.invoke <= f.end and f.start <= then.complete for f in ctx.faults(_FORGETS, (home,))
+    )
+    external = "version" in first.params or "version" in then.params
+    clock_us = (ctx.h.epoch0 + then.invoke) * 1_000_000
+    return lost and (external or (first.version or 0) > clock_us)
 
 
 def _reads(ops: Iterable[Op]) -> list[Op]:
@@ -344,7 +365,7 @@ def _due(
     """Whether ``read`` began late enough after ``barrier`` to have to reflect it: the
     home applied a write before acknowledging it, so its reads reflect it at once, unless
     it went back to an old snapshot since (then the reconciler has ``bound``)."""
-    settled = ctx.settled(barrier.at, regions, read.invoke)
+    settled = ctx.settled(barrier.at, regions, read.complete)
     direct = at_home and barrier.op.kind in ("put", "delete") and settled == barrier.at
     return settled + (HOME_BOUND if direct else bound) <= read.invoke
 
@@ -424,7 +445,7 @@ def _invalidated(ctx: _Context, verdict: Verdict) -> None:
                 if inv.kind == "inv_tag" and inv.tag not in tags:
                     continue
                 regions = (read.region, read.served_by, home)
-                if ctx.settled(inv.complete, regions, read.invoke) + wait > read.invoke:
+                if ctx.settled(inv.complete, regions, read.complete) + wait > read.invoke:
                     continue
                 verdict.add(
                     Violation(

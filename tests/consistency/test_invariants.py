@@ -48,10 +48,16 @@ def put(at: float, value: str, version: int, **fields: Any) -> Op:
     return op("put", at, value=value, version=version, **fields)
 
 
-def get(at: float, value: str | None, version: int | None = None, **fields: Any) -> Op:
+def get(
+    at: float,
+    value: str | None,
+    version: int | None = None,
+    done: float | None = None,
+    **fields: Any,
+) -> Op:
     """A read, by default in eu-west (not the home of the test namespaces)."""
     fields.setdefault("region", "eu-west")
-    return op("get", at, value=value, version=version, found=value is not None, **fields)
+    return op("get", at, done, value=value, version=version, found=value is not None, **fields)
 
 
 def violations(h: History) -> list[str]:
@@ -208,3 +214,20 @@ def test_versions_of_a_system_of_record_may_come_back_after_an_invalidation(ns: 
         get(3, "a", 1, ns=ns),
     ]
     assert violations(history(*ops, db=db)) == []
+
+
+def test_an_external_version_repeats_only_after_the_home_forgot_it() -> None:
+    first = put(0, "a", 9, params={"version": 9})
+    again = put(5, "b", 9, params={"version": 9})
+    assert "version-order" in violations(history(first, again))
+    wipe = Fault("redis_wipe", "us-east", 2, 2.1)  # the home (us-east) lost its data
+    assert violations(history(first, again, faults=[wipe])) == []
+    elsewhere = Fault("redis_wipe", "eu-west", 2, 2.1)
+    assert "version-order" in violations(history(first, again, faults=[elsewhere]))
+
+
+def test_a_restore_counts_from_when_it_took_effect_not_when_it_was_recorded() -> None:
+    # the restore ended (took effect) while the read was in flight: the read may show it
+    rollback = Fault("redis_rollback", "eu-west", 0.5, 2.55)
+    ops = (put(0, "a", 10), put(1, "b", 11), get(2.5, "a", 10, done=2.6))
+    assert violations(history(*ops, faults=[rollback])) == []
