@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 
 from aiokafka import AIOKafkaProducer
@@ -41,6 +40,8 @@ from libs.common.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 _DRAIN_BATCH = 200
+# a drain batch may take this many publish timeouts before it is given up (and sent again)
+_BATCH_TIMEOUTS = 5
 _LOCK_MS = 10_000
 
 # renew the drain lock, only while it is ours
@@ -192,17 +193,9 @@ class EventPublisher:
                     self._outbox_active = False
                     self.metrics.outbox_depth.labels(self.region).set(0)
                     return
-                renewed = time.monotonic()
-                for payload in batch:
-                    await self._send_queued(
-                        payload if isinstance(payload, bytes) else payload.encode()
-                    )
-                    # renew well before the lease ends; stop at once if it was lost
-                    if time.monotonic() - renewed > self.lock_ms / 3000:
-                        if not await self._owned():
-                            log.warning("outbox: drain lock lost mid-batch; nothing trimmed")
-                            return
-                        renewed = time.monotonic()
+                await self._send_batch(
+                    [p if isinstance(p, bytes) else p.encode() for p in batch]
+                )
                 depth = await self._trim(
                     keys=[self._outbox_key, self._lock_key],
                     args=[self._token, len(batch), self.lock_ms],
@@ -219,12 +212,27 @@ class EventPublisher:
         """Renew the drain lock if it is still ours."""
         return bool(await self._renew(keys=[self._lock_key], args=[self._token, self.lock_ms]))
 
-    async def _send_queued(self, payload: bytes) -> None:
-        try:
-            event = events.decode(payload)
-        except InvalidEvent as exc:
-            # only this module writes the outbox; a bad entry is logged and skipped
-            log.error("dropping undecodable outbox entry: %s", exc)
-            return
-        await self._send(event.kafka_key, payload)
-        self.metrics.invalidations_published.labels(self.region, event.type).inc()
+    async def _send_batch(self, payloads: list[bytes]) -> None:
+        """Send a batch of queued events at once and return when Kafka accepted them all:
+        a round trip per batch, not per event, so an outbox drains faster than writes fill
+        it even over a slow link. Kafka keeps each partition's order; a batch that fails
+        is sent again whole (events are idempotent by version)."""
+        queued: list[tuple[events.Event, bytes]] = []
+        for payload in payloads:
+            try:
+                queued.append((events.decode(payload), payload))
+            except InvalidEvent as exc:
+                # only this module writes the outbox; a bad entry is logged and skipped
+                log.error("dropping undecodable outbox entry: %s", exc)
+
+        async def send_all() -> None:
+            producer = await self._ensure_producer()
+            sent = [
+                await producer.send(self.settings.topic, payload, key=event.kafka_key)
+                for event, payload in queued
+            ]
+            await asyncio.gather(*sent)
+
+        await asyncio.wait_for(send_all(), self.settings.publish_timeout * _BATCH_TIMEOUTS)
+        for event, _ in queued:
+            self.metrics.invalidations_published.labels(self.region, event.type).inc()

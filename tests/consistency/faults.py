@@ -96,8 +96,10 @@ def schedule(
         duration = min(duration, max(0.0, end - at))
         if busy.get(target, 0.0) <= at:
             plan.append(Planned(kind, target, at, duration, params))
-            # a restarted Redis comes back after the supervisor's restart delay
-            busy[target] = at + duration + (5.0 if kind.startswith("redis") else 1.0)
+            # a restarted Redis comes back after the supervisor's restart delay; an outbox
+            # drain goes on over the slow link after its pause
+            settle = 5.0 if kind.startswith("redis") else 1.0
+            busy[target] = at + duration + params.get("slow_for", 0) + settle
         at += rng.uniform(1.5, 5.0)
     return plan
 

@@ -137,6 +137,24 @@ async def snapshot(platform: Platform, history: History) -> bool:
     )
 
 
+async def outboxes_drained(platform: Platform, timeout: float) -> bool:
+    """Wait until no region's outbox holds events (each drains to the broker)."""
+    clients = [redis.asyncio.Redis.from_url(url) for url in platform.redis.values()]
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            depths = [
+                await c.llen(keys.outbox(r)) for c, r in zip(clients, platform.redis, strict=True)
+            ]
+            if not any(depths):
+                return True
+            await asyncio.sleep(0.25)
+        return False
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 def namespace_specs() -> dict[str, dict[str, Any]]:
     return {
         s.name: {
@@ -216,6 +234,9 @@ async def _drive(
         await final_reads(work, Client(config.clients, config.seed, work, config.think))
         for op in history.ops[-len(REGIONS) * sum(s.keys for s in NAMESPACES) :]:
             op.via = op.via or "final"
+        # an outbox filled while the broker was away is durable, not yet on the topic
+        if not await outboxes_drained(platform, 60.0):
+            history.notes.append("an outbox still held events 60 s after the run")
         if not await follower.caught_up(30.0):
             history.notes.append("the topic follower did not catch up: events not checked")
             history.events.clear()

@@ -251,12 +251,12 @@ async def test_a_drainer_that_lost_its_lock_trims_nothing(own_redis: RedisServer
             KafkaSettings(), redis, region="us-east", metrics=Metrics(), lock_ms=200
         )
 
-        async def send(_: bytes, payload: bytes) -> None:
+        async def send_batch(payloads: list[bytes]) -> None:
             if held_up and not gate.is_set():
                 await gate.wait()  # a slow broker: longer than the lock
-            sent.append(payload)
+            sent.extend(payloads)
 
-        publisher._send = send  # type: ignore[method-assign,assignment]
+        publisher._send_batch = send_batch  # type: ignore[method-assign]
         return publisher
 
     a, b = drainer(held_up=True), drainer(held_up=False)
