@@ -88,13 +88,24 @@ class Filler:
                 await task
 
     async def fill(
-        self, ns: str, key: str, home: str, cfg: NamespaceConfig, *, uncached: bool = False
+        self,
+        ns: str,
+        key: str,
+        home: str,
+        cfg: NamespaceConfig,
+        *,
+        uncached: bool = False,
+        floor: int = 0,
     ) -> Entry | None:
         """The entry as now held here, or ``None`` when neither home nor origin has it.
 
-        With ``uncached``, a region whose home is unreachable answers with the origin's
-        answer without caching it: an entry of version 0 (none is known for it)."""
-        entry = await self._flights.do((ns, key), lambda: self._fill(ns, key, home, cfg))
+        ``floor`` is a read's ``min_version``: the home fills again from the origin when
+        its own copy is older (in a namespace a system of record feeds, the home may not
+        have applied the record's newest change yet). With ``uncached``, a region whose
+        home is unreachable answers with the origin's answer without caching it: an entry
+        of version 0 (none is known for it)."""
+        flight = (ns, key) if not floor else (ns, key, floor)
+        entry = await self._flights.do(flight, lambda: self._fill(ns, key, home, cfg, floor))
         if entry is _HOME_AWAY:
             if not uncached or cfg.origin is None:
                 raise HomeUnavailable(
@@ -150,10 +161,12 @@ class Filler:
         except (HomeUnavailable, OriginUnavailable, StoreUnavailable) as exc:
             log.info("background refresh of %s/%s failed: %s", ns, key, exc.message)
 
-    async def _fill(self, ns: str, key: str, home: str, cfg: NamespaceConfig) -> Entry | None:
+    async def _fill(
+        self, ns: str, key: str, home: str, cfg: NamespaceConfig, floor: int = 0
+    ) -> Entry | None:
         if home != self.region:
             try:
-                return await self._from_home(ns, key, home, cfg)
+                return await self._from_home(ns, key, home, cfg, floor)
             except HomeUnavailable:
                 if cfg.origin is None:
                     raise
@@ -168,9 +181,12 @@ class Filler:
         key: str,
         home: str,
         cfg: NamespaceConfig,
+        floor: int = 0,
     ) -> Entry | None:
         for _ in range(_ATTEMPTS):
-            fetched = await self.regions.fetch_entry(home, ns, key, fill=cfg.origin is not None)
+            fetched = await self.regions.fetch_entry(
+                home, ns, key, fill=cfg.origin is not None, floor=floor
+            )
             if fetched.entry is None:
                 return None
             if self.drill_delay:

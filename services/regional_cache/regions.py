@@ -97,17 +97,23 @@ class RegionClient:
         out[FORWARDED] = self.region
         return Response(reply.content, status_code=reply.status_code, headers=out)
 
-    async def fetch_entry(self, home: str, ns: str, key: str, *, fill: bool = False) -> Fetched:
+    async def fetch_entry(
+        self, home: str, ns: str, key: str, *, fill: bool = False, floor: int = 0
+    ) -> Fetched:
         """The home region's valid copy of a key, with its version, expiry and stamps.
 
         With ``fill`` the home fills the key from the namespace's origin first when it
-        holds no valid copy (the home assigns its version): a region that is not the
-        key's home never asks the origin itself while the home answers."""
+        holds no valid copy, or (``floor``) one older than that (the home assigns its
+        version): a region that is not the key's home never asks the origin itself
+        while the home answers."""
         target = f"{self.url_of(home)}/internal/v1/ns/{ns}/entries/{_quote(key)}"
+        params = {"fill": "1"} if fill else {}
+        if floor:
+            params["min_version"] = str(floor)
         try:
             reply = await self._http().get(
                 target,
-                params={"fill": "1"} if fill else None,
+                params=params or None,
                 headers={HOP: self.region, **self._internal},
             )
         except httpx.HTTPError as exc:

@@ -596,3 +596,26 @@ def test_a_namespace_of_a_system_of_record_takes_versions_from_it(
             assert got.status_code == 200 and got.headers["etag"] == '"7"'
     finally:
         origin.reset()
+
+
+def test_read_your_writes_of_a_record_change_the_home_has_not_applied_yet(
+    regions: Regions, origin: OriginServer, key: str
+) -> None:
+    """The record published version 9 (and its origin serves it); the home's relay has
+    not applied it yet. A read asking for 9 gets it from the origin through the home,
+    not a 404 (the home's own copy is older)."""
+    origin.control(versions={key: 8})
+    try:
+        assert regions.get("eu-west", "rows", key).headers["etag"] == '"8"'
+        with dropping(regions, "us-east"):
+            origin.control(versions={key: 9})
+            regions.publish(
+                "mrcache.invalidations",
+                events.encode(events.key_event("rows", key, 9, "set", origin="db")),
+                f"rows/{key}".encode(),
+            )
+            got = regions.get("ap-south", "rows", key, params={"min_version": "9"})
+            assert got.status_code == 200, got.text
+            assert got.headers["etag"] == '"9"'
+    finally:
+        origin.reset()

@@ -12,6 +12,7 @@ from libs.common.errors import HomeUnavailable, InvalidRequest
 from libs.common.naming import MAX_WARM_KEYS, check_key, check_namespace, parse_tags
 from libs.common.responses import JsonResponse
 from libs.common.store import Entry, Lookup
+from libs.common.versions import parse_version
 from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
 from services.regional_cache.fill import served_uncached
 
@@ -35,21 +36,27 @@ async def get_entry(
     key: KeyDep,
     rt: RuntimeDep,
     fill: Annotated[str | None, Query()] = None,
+    min_version: Annotated[str | None, Query()] = None,
 ) -> Response:
     """The valid local copy with everything a remote fill needs to install it safely.
 
-    With ``fill=1``, the key's home fills a key it holds no valid copy of from the
-    namespace's origin first (its own miss path: single flight, lease, the home's
-    versions), so the asking region never mints a version of its own. A deleted key
-    is not filled."""
+    With ``fill=1``, the key's home fills a key it holds no valid copy of (or, with
+    ``min_version``, only an older one) from the namespace's origin first (its own miss
+    path: single flight, lease, the home's versions), so the asking region never mints
+    a version of its own. A deleted key is not filled."""
+    floor = parse_version(min_version, what="min_version") if min_version else 0
     result = await rt.store.read(ns, key)
     entry: Entry | None = result.entry if result.lookup is Lookup.HIT else None
+    if entry is not None and entry.version < floor:
+        entry = None
     cfg = rt.namespace(ns)
     if (
         entry is None
         and fill
         and cfg.origin is not None
-        and result.lookup not in (Lookup.TOMBSTONE, Lookup.NEGATIVE)
+        and result.lookup is not Lookup.TOMBSTONE
+        # a remembered 404 answers, unless the read asks for a version that exists
+        and (result.lookup is not Lookup.NEGATIVE or floor)
         and rt.home_of(ns, key) == rt.region
     ):
         entry = await rt.filler.fill(ns, key, rt.region, cfg)

@@ -314,7 +314,7 @@ async def _miss(
     # nothing proves the origin's answer is that new
     uncached = not floor and result.lookup is not Lookup.SUPERSEDED
     try:
-        entry = await rt.filler.fill(ns, key, home, cfg, uncached=uncached)
+        entry = await rt.filler.fill(ns, key, home, cfg, uncached=uncached, floor=floor)
     except (HomeUnavailable, OriginUnavailable):
         if stale is not None:
             return stale, "STALE"  # stale-if-error
