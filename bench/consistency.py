@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -75,11 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         history, verdict = asyncio.run(run(config, progress=True))
+        RESULTS.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = f"consistency-{stamp}-seed{seed}"
+        if not verdict.ok:  # the services' logs, to see why
+            for logs in Path(tmp).glob("state-*/logs"):
+                shutil.copytree(logs, RESULTS / f"{name}-logs", dirs_exist_ok=True)
     text = summary(config, history, verdict)
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"consistency-{stamp}-seed{seed}"
     (RESULTS / f"{name}.txt").write_text(text + "\n")
     history.save(args.history or RESULTS / f"{name}.json")
     return 0 if verdict.ok else 1

@@ -68,6 +68,8 @@ class Platform:
     origin: OriginServer
     up: Up
     bootstrap: str
+    # the broker itself, not through the proxy (reading the topic after the run)
+    broker_url: str
     replicas: dict[str, list[str]] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
     redis: dict[str, str] = field(default_factory=dict)
@@ -135,7 +137,16 @@ async def start_platform(
         count=len(REGIONS),
         env={"MRCACHE_KAFKA__PUBLISH_TIMEOUT": "1.0", "PYTHONUNBUFFERED": "1"},
     )
-    platform = Platform(workdir, broker, broker_proxy, region_proxies, origin, up, bootstrap)
+    platform = Platform(
+        workdir,
+        broker,
+        broker_proxy,
+        region_proxies,
+        origin,
+        up,
+        bootstrap,
+        f"{HOST}:{broker_port}",
+    )
     try:
         cluster = await asyncio.to_thread(up.cluster)
     except BaseException:

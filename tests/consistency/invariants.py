@@ -125,7 +125,8 @@ class _Context:
     def record_versions(self, ns: str) -> bool:
         return bool(self.spec(ns).get("record_versions"))
 
-    def home(self, ns: str, key: str) -> str:
+    def home(self, ns: str, key: str | None) -> str:
+        """The key's home (``None``: the namespace's own, where invalidations apply)."""
         home = str(self.spec(ns).get("home_region", self.h.regions[0]))
         cfg = NamespaceConfig(home_region=home)
         return home_region(cfg, self.h.regions, ns, key)
@@ -140,6 +141,15 @@ class _Context:
         completion: a restore takes effect before its end is recorded)."""
         ends = [f.end for f in self.faults(_GOES_BACK, regions) if t <= f.end <= until]
         return max([t, *ends])
+
+    def wiped_after(self, op: Op, read: Op, home: str | None) -> bool:
+        """Whether the key's home lost all its data after ``op`` began and before ``read``
+        ended: what ``op`` acknowledged may be gone everywhere (its event too, when it was
+        still in the home's outbox)."""
+        return any(
+            op.invoke <= f.end and f.start <= read.complete
+            for f in self.faults(("redis_wipe",), (home,))
+        )
 
     def lost_between(self, start: float, end: float, regions: Iterable[str | None]) -> bool:
         return any(f.start <= end and f.end >= start for f in self.faults(_LOSES, regions))
@@ -365,6 +375,8 @@ def _due(
     """Whether ``read`` began late enough after ``barrier`` to have to reflect it: the
     home applied a write before acknowledging it, so its reads reflect it at once, unless
     it went back to an old snapshot since (then the reconciler has ``bound``)."""
+    if ctx.wiped_after(barrier.op, read, regions[-1]):
+        return False  # the home lost it (and maybe its event, queued in its outbox)
     settled = ctx.settled(barrier.at, regions, read.complete)
     direct = at_home and barrier.op.kind in ("put", "delete") and settled == barrier.at
     return settled + (HOME_BOUND if direct else bound) <= read.invoke
@@ -445,7 +457,10 @@ def _invalidated(ctx: _Context, verdict: Verdict) -> None:
                 if inv.kind == "inv_tag" and inv.tag not in tags:
                     continue
                 regions = (read.region, read.served_by, home)
-                if ctx.settled(inv.complete, regions, read.complete) + wait > read.invoke:
+                settled = ctx.settled(inv.complete, regions, read.complete)
+                # after a restore from a snapshot the home too has the reconciler's bound
+                limit = wait if settled == inv.complete else bound
+                if settled + limit > read.invoke:
                     continue
                 verdict.add(
                     Violation(
@@ -539,6 +554,8 @@ def _gone(ctx: _Context, write: Op, read: Op, regions: tuple[str | None, ...]) -
 
 
 def _durable_events(ctx: _Context, verdict: Verdict) -> None:
+    """Every acknowledged change's event on the topic, unless its home lost its data
+    (with its outbox) before the event left it."""
     seen_keys = {(e.ns, e.key, e.version) for e in ctx.h.events if e.type == "key"}
     seen_ns = {(e.ns, e.version) for e in ctx.h.events if e.type == "namespace"}
     seen_tags = {(e.ns, e.tag, e.version) for e in ctx.h.events if e.type == "tag"}
@@ -556,6 +573,9 @@ def _durable_events(ctx: _Context, verdict: Verdict) -> None:
         else:
             continue
         verdict.checked["durable-event"] += 1
+        lost = ctx.faults(_FORGETS, (ctx.home(op.ns, op.key),))
+        if not found and any(f.end >= op.invoke for f in lost):
+            continue  # queued in an outbox that was lost with its Redis
         if not found:
             verdict.add(
                 Violation(
