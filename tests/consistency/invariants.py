@@ -22,7 +22,10 @@ version-order          acknowledged writes of a key, in real-time order, have
                        2^53 - 1 (reads never show one above it either)
 read-your-writes       a ``min_version`` read that answers 200 has at least it
 fresh                  a read at least ``B`` after a barrier is not older than it
-                       (``resurrection`` when the barrier was a delete)
+                       (``resurrection`` when the barrier was a delete); a key
+                       deleted in the cache alone (its origin keeps the row)
+                       stays deleted until it is written again, its namespace
+                       invalidated, or its region loses data
 invalidated            no read ``B`` after an invalidation serves a version that
                        existed before it began (with the tag, for a tag)
 lost-write             no 404 ``B`` after an acknowledged write when nothing
@@ -161,6 +164,7 @@ def check(history: History) -> Verdict:
     _version_order(ctx, verdict)
     _read_your_writes(ctx, verdict)
     _fresh(ctx, verdict)
+    _purged(ctx, verdict)
     _invalidated(ctx, verdict)
     _lost_writes(ctx, verdict)
     _durable_events(ctx, verdict)
@@ -344,6 +348,8 @@ def _fresh(ctx: _Context, verdict: Verdict) -> None:
                 continue
             need = max(due, key=lambda b: b.floor)
             if origin:
+                if not read.found and _purged_since(ops, need.op, read):
+                    continue  # the cache's copy was deleted since: a 404 is the answer
                 shown = _shown_state(states, read)
                 if shown is None:
                     continue  # no-phantom reports it
@@ -380,6 +386,73 @@ def _due(
     settled = ctx.settled(barrier.at, regions, read.complete)
     direct = at_home and barrier.op.kind in ("put", "delete") and settled == barrier.at
     return settled + (HOME_BOUND if direct else bound) <= read.invoke
+
+
+def _purged_since(ops: list[Op], barrier: Op, read: Op) -> bool:
+    """Whether the cache's copy was deleted (alone) after ``barrier`` began, before ``read``."""
+    return any(
+        o.kind == "delete"
+        and o.params.get("purge")
+        and o.outcome != "fail"
+        and o.complete > barrier.invoke
+        and o.invoke < read.complete
+        for o in ops
+    )
+
+
+def _purged(ctx: _Context, verdict: Verdict) -> None:
+    """A delete of the cache's copy alone, in a namespace with an origin: the origin still
+    has the row, and no fill may bring it back before the key is written again or the
+    namespace invalidated (a region that loses data may fill it again)."""
+    for item, ops in ctx.by_item.items():
+        ns, key = ops[0].ns, ops[0].key
+        assert key is not None
+        purges = sorted(
+            (o for o in ops if o.kind == "delete" and o.outcome == "ok" and o.params.get("purge")),
+            key=lambda o: o.complete,
+        )
+        if not purges or not ctx.origin(ns):
+            continue
+        home = ctx.home(ns, key)
+        invalidations = [i for i in ctx.invalidations.get(ns, []) if i.kind == "inv_ns"]
+        for read in _reads(ops):
+            if not read.found:
+                continue
+            regions = (read.region, read.served_by, home)
+            bound = HOME_BOUND if read.region == home else ctx.h.bound
+            due = [
+                p
+                for p in purges
+                if ctx.settled(p.complete, regions, read.complete) + bound <= read.invoke
+            ]
+            if not due:
+                continue
+            purge = due[-1]
+            verdict.checked["fresh"] += 1
+            revived = any(
+                o.kind in ("put", "delete", "sor_write", "sor_delete")
+                and o is not purge
+                and o.outcome != "fail"
+                and o.complete > purge.invoke
+                and o.invoke < read.complete
+                for o in ops
+            ) or any(
+                i.outcome != "fail" and i.complete > purge.invoke and i.invoke < read.complete
+                for i in invalidations
+            )
+            if revived or ctx.lost_between(purge.invoke, read.complete, regions):
+                continue
+            verdict.add(
+                Violation(
+                    "fresh",
+                    item,
+                    f"resurrection: #{read.id} began {read.invoke - purge.complete:.1f} s after "
+                    f"#{purge.id} deleted the key (the cache's copy), and served "
+                    f"{_what(read)}, filled again although nothing wrote it since",
+                    [purge.id, read.id],
+                    (purge.invoke, read.complete),
+                )
+            )
 
 
 def _shown_state(states: list[DbState], read: Op) -> int | None:

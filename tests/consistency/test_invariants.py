@@ -231,3 +231,18 @@ def test_a_restore_counts_from_when_it_took_effect_not_when_it_was_recorded() ->
     rollback = Fault("redis_rollback", "eu-west", 0.5, 2.55)
     ops = (put(0, "a", 10), put(1, "b", 11), get(2.5, "a", 10, done=2.6))
     assert violations(history(*ops, faults=[rollback])) == []
+
+
+def test_a_key_deleted_in_the_cache_alone_stays_deleted_until_written_again() -> None:
+    db = {"fx/k": [DbState(0, None, 0, 0), DbState(1, "a", 0.0, 1)]}
+    written = put(0, "a", 10, ns="fx", db_state=1)
+    purge = op("delete", 1, ns="fx", version=11, params={"purge": True})
+    # the origin still has "a": a 404 is the answer, a fill of "a" is a resurrection
+    assert violations(history(written, purge, get(3, None, ns="fx"), db=db)) == []
+    [v] = check(history(written, purge, get(3, "a", 12, ns="fx"), db=db)).violations
+    assert v.invariant == "fresh" and "resurrection" in v.message
+    # written again, or the namespace invalidated: it may be filled again
+    again = put(2, "a", 13, ns="fx", db_state=1)
+    assert violations(history(written, purge, again, get(3, "a", 13, ns="fx"), db=db)) == []
+    inv = op("inv_ns", 2, ns="fx", version=50)
+    assert violations(history(written, purge, inv, get(3, "a", 51, ns="fx"), db=db)) == []

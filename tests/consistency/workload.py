@@ -12,7 +12,9 @@ Namespaces exercise the platform's modes (see :data:`NAMESPACES`):
         negative caching, database-only writes (the cache may lag them until its
         TTL or an invalidation)
 ``fo``  another origin namespace, homed elsewhere, with long TTLs: a stale copy a
-        region installs stays until something replaces it
+        region installs stays until something replaces it; some deletes purge the
+        cache alone (the database keeps its row): the key stays deleted until it is
+        written again or its namespace invalidated
 ``hs``  every key homed by hash; the cache is the store; conditional writes; a
         namespace cleared and filled again
 ``rp``  replicate mode: events carry the value
@@ -89,6 +91,7 @@ NAMESPACES: tuple[Namespace, ...] = (
         {
             "put": 10,
             "delete": 2,
+            "purge": 2,
             "db_write": 2,
             "get": 40,
             "get_min": 4,
@@ -221,8 +224,8 @@ class Client:
         ns = space.name
         if kind in ("put", "put_if_match", "put_if_none_match", "put_max"):
             await self.put(space, key, region, url, kind)
-        elif kind == "delete":
-            await self.delete(space, key, region, url)
+        elif kind in ("delete", "purge"):
+            await self.delete(space, key, region, url, purge=kind == "purge")
         elif kind == "db_write":
             op = self.work.new_op(self.number, "db_write", ns, key=key)
             op.value = self.value(op)
@@ -328,11 +331,16 @@ class Client:
             except (ValueError, KeyError, TypeError):
                 op.error = str(response.status_code)
 
-    async def delete(self, space: Namespace, key: str, region: str, url: str) -> None:
+    async def delete(
+        self, space: Namespace, key: str, region: str, url: str, *, purge: bool = False
+    ) -> None:
         ns = space.name
         op = self.work.new_op(self.number, "delete", ns, key=key, region=region)
         path = f"{url}/v1/ns/{ns}/keys/{key}"
-        if space.origin:
+        if purge:  # the cache's copy only: the database keeps its row
+            op.params["purge"] = True
+            response = await self._request(op, "DELETE", path)
+        elif space.origin:
             async with self.work.turn(ns, key):
                 op.invoke = self.work.clock()
                 op.db_state = self.work.database.change(ns, key, None).index
