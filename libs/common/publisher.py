@@ -193,9 +193,7 @@ class EventPublisher:
                     self._outbox_active = False
                     self.metrics.outbox_depth.labels(self.region).set(0)
                     return
-                await self._send_batch(
-                    [p if isinstance(p, bytes) else p.encode() for p in batch]
-                )
+                await self._send_batch([p if isinstance(p, bytes) else p.encode() for p in batch])
                 depth = await self._trim(
                     keys=[self._outbox_key, self._lock_key],
                     args=[self._token, len(batch), self.lock_ms],
