@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from libs.common.processes import free_port
+from tests.support.origin_server import OriginServer
 from tests.support.platform import (
     Broker,
     RedisServer,
@@ -87,3 +88,11 @@ def service(workdir: Path, redis_backend: RedisBackend, broker: Broker) -> Itera
     )
     with running_service(workdir, env) as svc:
         yield svc
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
+    """A real HTTP origin process for the tests of one module (steered with ``control``)."""
+    server = OriginServer().start(tmp_path_factory.mktemp("origin"))
+    yield server
+    server.stop()

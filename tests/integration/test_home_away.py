@@ -29,13 +29,6 @@ home_region = "us-east"
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer().start(tmp_path_factory.mktemp("origin"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def eu_west(
     tmp_path_factory: pytest.TempPathFactory,
     origin: OriginServer,

@@ -48,13 +48,6 @@ negative_ttl = 300
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer().start(tmp_path_factory.mktemp("origin"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def two_processes(
     tmp_path_factory: pytest.TempPathFactory, origin: OriginServer, broker: Broker
 ) -> Iterator[tuple[Service, Service, RedisServer]]:
