@@ -76,8 +76,10 @@ class Spec:
 
 
 def _segment(text: str) -> str:
-    # keys may hold "/", "%", "?" or spaces: every one travels escaped
-    return quote(text, safe="")
+    # keys may hold "/", "%", "?" or spaces: every one travels escaped; a key of dots
+    # alone too, or httpx would resolve it as a relative-path step (".." -> the parent)
+    quoted = quote(text, safe="")
+    return quoted.replace(".", "%2E") if quoted.strip(".") == "" else quoted
 
 
 def _key_path(ns: str, key: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from urllib.parse import quote
 
 from libs.common.errors import (
     ConfigError,
@@ -58,6 +59,14 @@ def check_key(key: str) -> str:
     if _CONTROL_RE.search(key):
         raise InvalidKey("key must not contain control characters")
     return key
+
+
+def path_segment(text: str) -> str:
+    """``text`` as one URL path segment: every reserved byte escaped, and a segment of
+    dots alone (``.``, ``..``) as ``%2E``s, which HTTP clients would otherwise resolve
+    as relative-path steps (``/entries/..`` becomes ``/``), reaching another route."""
+    quoted = quote(text, safe="")
+    return quoted.replace(".", "%2E") if quoted.strip(".") == "" else quoted
 
 
 def decode_key(raw: bytes) -> str:

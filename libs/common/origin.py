@@ -33,7 +33,7 @@ import logging
 import random
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,7 +41,7 @@ from libs.common.breaker import BreakerSettings, CircuitBreaker
 from libs.common.errors import InvalidContentType, InvalidVersion, OriginUnavailable
 from libs.common.lifecycle import AsyncService
 from libs.common.metrics import Metrics
-from libs.common.naming import check_content_type
+from libs.common.naming import check_content_type, path_segment
 from libs.common.versions import parse_version
 
 __all__ = ["OriginClient", "OriginResult", "check_template", "origin_of"]
@@ -235,7 +235,7 @@ class OriginClient(AsyncService):
         client = self._client
         if client is None:
             raise RuntimeError("OriginClient.start() was not called")
-        url = template.replace(KEY_PLACEHOLDER, quote(key, safe=""))
+        url = template.replace(KEY_PLACEHOLDER, path_segment(key))
         try:
             breaker = self.breaker(template)
         except ValueError:  # check_template() at config time keeps this from happening

@@ -36,7 +36,6 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -47,6 +46,7 @@ from libs.common.errors import InvalidEvent, InvalidVersion
 from libs.common.events import Event
 from libs.common.kafka import follow_from_end, make_consumer, records
 from libs.common.metrics import Metrics
+from libs.common.naming import path_segment
 from libs.common.settings import KafkaSettings
 from libs.common.versions import parse_version
 
@@ -152,7 +152,7 @@ def delay_label(delay: float) -> str:
 
 
 def key_path(ns: str, key: str) -> str:
-    return f"/v1/ns/{quote(ns, safe='')}/keys/{quote(key, safe='')}"
+    return f"/v1/ns/{path_segment(ns)}/keys/{path_segment(key)}"
 
 
 # --- results ------------------------------------------------------------------------------

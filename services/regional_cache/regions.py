@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from libs.common.errors import HomeUnavailable, OriginUnavailable
+from libs.common.naming import path_segment
 from libs.common.store import Entry, Stamps
 from services.regional_cache.auth import INTERNAL
 
@@ -106,7 +106,7 @@ class RegionClient:
         holds no valid copy, or (``floor``) one older than that (the home assigns its
         version): a region that is not the key's home never asks the origin itself
         while the home answers."""
-        target = f"{self.url_of(home)}/internal/v1/ns/{ns}/entries/{_quote(key)}"
+        target = f"{self.url_of(home)}/internal/v1/ns/{ns}/entries/{path_segment(key)}"
         params = {"fill": "1"} if fill else {}
         if floor:
             params["min_version"] = str(floor)
@@ -171,7 +171,3 @@ class RegionClient:
         if self._client is None:
             raise HomeUnavailable("region client is not started")
         return self._client
-
-
-def _quote(key: str) -> str:
-    return quote(key, safe="")

@@ -131,13 +131,6 @@ def bind(region: str, check: Callable[[str], object]) -> Callable[[], object]:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer().start(tmp_path_factory.mktemp("origin"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def regions(tmp_path_factory: pytest.TempPathFactory, origin: OriginServer) -> Iterator[Regions]:
     workdir = tmp_path_factory.mktemp("regions")
     config = CONFIG.format(origin=origin.url("/items/{key}"))
@@ -619,3 +612,22 @@ def test_read_your_writes_of_a_record_change_the_home_has_not_applied_yet(
             assert got.headers["etag"] == '"9"'
     finally:
         origin.reset()
+
+
+@pytest.mark.parametrize("dots", [".", "..", "..."])
+def test_keys_of_dots_alone_are_filled_from_the_home_everywhere(
+    regions: Regions, dots: str
+) -> None:
+    """A key of dots travels as %2E..., never as a relative-path step: the home's fill
+    route must not turn into a redirect (it did: 503 home_unavailable, "answered 307")."""
+    path = dots.replace(".", "%2E")
+    put = regions.http["us-east"].put(f"/v1/ns/default/keys/{path}", content=dots.encode())
+    assert put.status_code == 200, put.text
+    for region in ("eu-west", "ap-south"):
+        got = regions.http[region].get(f"/v1/ns/default/keys/{path}")
+        assert got.status_code == 200, got.text
+        assert got.content == dots.encode()
+        batch = regions.http[region].post(
+            "/v1/ns/default/keys:batchGet", json={"keys": [dots, "absent-" + dots]}
+        )
+        assert batch.status_code == 200, batch.text

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 
 from libs.common.errors import ConfigError, InvalidKey, InvalidNamespace, InvalidTag, InvalidTtl
@@ -10,6 +12,7 @@ from libs.common.naming import (
     decode_key,
     parse_tags,
     parse_ttl,
+    path_segment,
 )
 
 
@@ -88,3 +91,20 @@ def test_valid_ttls() -> None:
     assert parse_ttl(None, default=60, max_ttl=100) == 60
     assert parse_ttl("0.25", default=60, max_ttl=100) == 0.25
     assert parse_ttl("100", default=60, max_ttl=100) == 100
+
+
+@pytest.mark.parametrize(
+    ("text", "segment"),
+    [
+        (".", "%2E"),
+        ("..", "%2E%2E"),
+        ("a.b", "a.b"),
+        (".hidden", ".hidden"),
+        ("a/..", "a%2F.."),
+        ("%2E", "%252E"),
+        ("sp ace?", "sp%20ace%3F"),
+    ],
+)
+def test_path_segment_escapes_what_would_change_the_path(text: str, segment: str) -> None:
+    assert path_segment(text) == segment
+    assert unquote(segment) == text
