@@ -64,9 +64,11 @@ INVARIANTS = (
     "no-phantom",
 )
 # faults after which a region may have lost entries (lost-write excuses) or gone back to
-# an older state for a while (fresh and invalidated count from their end)
+# an older state for a while (fresh and invalidated count from their end): a snapshot's,
+# or after a wipe what its relays still had to apply (an older value, with no record left
+# of the versions and invalidations that came after it) until the next reconcile pass
 _LOSES = ("redis_wipe", "redis_rollback", "memory_pressure")
-_GOES_BACK = ("redis_rollback",)
+_GOES_BACK = ("redis_rollback", "redis_wipe")
 # faults after which a home has forgotten the versions it held: an external version it had
 # seen may be taken again (versions it assigns itself still grow with its clock)
 _FORGETS = ("redis_wipe", "redis_rollback")
