@@ -18,36 +18,82 @@ across partitions end in the state of one in-order pass.
 
 from __future__ import annotations
 
-from libs.common.errors import StoreOutOfMemory
+from collections.abc import Sequence
+
+from libs.common.errors import ClientError, StoreOutOfMemory
 from libs.common.events import Event
-from libs.common.store import Entry, RegionStore
+from libs.common.store import Change, Entry, RegionStore
 
 DEFAULT_REPLICA_TTL = 3600.0
 
 
 async def apply_event(store: RegionStore, event: Event) -> bool:
-    """Apply one event; returns whether it changed anything."""
+    """Apply one event; returns whether it changed anything (raises its ClientError)."""
+    (result,) = await apply_events(store, [event])
+    if isinstance(result, ClientError):
+        raise result
+    return result
+
+
+async def apply_events(store: RegionStore, batch: Sequence[Event]) -> list[bool | ClientError]:
+    """Apply ``batch`` in order in one Redis round trip (one per node on a cluster), with
+    the rules of :func:`apply_event`; each event gets whether it changed anything, or the
+    :class:`ClientError` its numbers earned (nothing of it was applied). Raises
+    :class:`StoreUnavailable` when Redis could not be reached: some events may be applied
+    already, and applying them all again is harmless."""
+    results: list[bool | ClientError] = [False] * len(batch)
+    changes: list[Change] = []
+    positions: list[int] = []
+    replicated: set[int] = set()  # events carrying a value
+    for i, event in enumerate(batch):
+        try:
+            change, value = _change(store, event)
+        except ClientError as exc:
+            results[i] = exc
+            continue
+        changes.append(change)
+        positions.append(i)
+        if value:
+            replicated.add(i)
+    markers: list[Change] = []
+    marked: list[int] = []
+    for i, outcome in zip(positions, await store.run_many(changes), strict=True):
+        if isinstance(outcome, ClientError):
+            results[i] = outcome
+        elif i in replicated and (isinstance(outcome, StoreOutOfMemory) or not outcome[0]):
+            # a value not installed still leaves its marker, so nothing older survives
+            event = batch[i]
+            assert event.key is not None
+            markers.append(
+                store.tombstone_change(event.ns, event.key, event.version, superseded=True)
+            )
+            marked.append(i)
+        elif isinstance(outcome, StoreOutOfMemory):
+            raise outcome  # invalidations run under maxmemory: Redis itself is failing
+        else:
+            results[i] = outcome[0]
+    for i, outcome in zip(marked, await store.run_many(markers), strict=True):
+        if isinstance(outcome, StoreOutOfMemory):
+            raise outcome
+        results[i] = outcome if isinstance(outcome, ClientError) else outcome[0]
+    return results
+
+
+def _change(store: RegionStore, event: Event) -> tuple[Change, bool]:
+    """The one script call an event comes to, and whether it installs a value."""
     if event.type == "namespace":
-        applied, _ = await store.bump_namespace(event.ns, event.version)
-        return applied
+        return store.bump_change(event.ns, None, event.version), False
     if event.type == "tag":
         assert event.tag is not None
-        applied, _ = await store.bump_tag(event.ns, event.tag, event.version)
-        return applied
+        return store.bump_change(event.ns, event.tag, event.version), False
     assert event.key is not None
     if event.op == "delete":
-        applied, _ = await store.tombstone(event.ns, event.key, event.version, generation=event.gen)
-        return applied
+        change = store.tombstone_change(event.ns, event.key, event.version, generation=event.gen)
+        return change, False
     value = event.value()
     if value is not None:
-        try:
-            installed, _ = await store.fill(event.ns, event.key, _replica(event, value))
-        except StoreOutOfMemory:
-            installed = False  # the marker below takes no memory the value would
-        if installed:
-            return True
-    applied, _ = await store.tombstone(event.ns, event.key, event.version, superseded=True)
-    return applied
+        return store.fill_change(event.ns, event.key, _replica(event, value)), True
+    return store.tombstone_change(event.ns, event.key, event.version, superseded=True), False
 
 
 def _replica(event: Event, value: bytes) -> Entry:

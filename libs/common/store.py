@@ -17,10 +17,12 @@ from enum import Enum
 from typing import Any
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError, ResponseError
 
 from libs.common import keys
 from libs.common.errors import (
+    ClientError,
     InvalidRequest,
     PreconditionFailed,
     StaleVersion,
@@ -75,6 +77,24 @@ class WriteResult:
     tag_versions: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One versioned change (a tombstone, a copy, a bump), built before it is run so that
+    many can share a round trip (:meth:`RegionStore.run_many`)."""
+
+    script: AsyncScript
+    keys: list[bytes]
+    args: list[Any]
+    ns: str
+    # the key's leaf (its bucket goes into the reconciler's registry); None for metadata
+    leaf: str | None
+    # what the error messages name
+    subject: str
+    invalid: str
+
+
+# what one change of run_many came to: (applied, version held), or why not
+Outcome = tuple[bool, int] | ClientError | StoreOutOfMemory
 # the namespace generation and tag versions an entry is written under
 Stamps = tuple[int, tuple[int, ...]]
 
@@ -83,6 +103,8 @@ _ABSENT = ReadResult(Lookup.ABSENT, 0)
 # about 10 MB): past it the memory starts over, costing only repeated SADDs
 _REGISTERED_MAX = 65_536
 _TOMBSTONES = {b"m": Lookup.SUPERSEDED, b"n": Lookup.NEGATIVE}
+# slots a batch of changes runs on at once on a cluster (each takes a connection)
+_CLUSTER_FANOUT = 32
 
 
 class RegionStore:
@@ -243,27 +265,39 @@ class RegionStore:
         made under namespace ``generation`` stops counting once the namespace is
         invalidated after it (None: it never does).
         """
-        try:
-            script_keys, leaf = keys.entry_script_keys(ns, key)
-            reply = await self.scripts.tombstone(
-                keys=script_keys,
-                args=[
-                    self.tombstone_ms,
-                    "" if version is None else version,
-                    "m" if superseded else "1",
-                    key,
-                    leaf,
-                    "" if generation is None or superseded else generation,
-                ],
-            )
-        except RedisError as exc:
-            raise _unavailable(exc) from None
-        if reply[0] != 1 and len(reply) > 2:
-            if reply[2] == b"exhausted":
-                raise _exhausted(f"{ns}/{key}", int(reply[1]))
-            raise InvalidRequest("a tombstone's version or lifetime is out of range")
-        await self._register(ns, leaf)
-        return reply[0] == 1, int(reply[1])
+        change = self.tombstone_change(
+            ns, key, version, superseded=superseded, generation=generation
+        )
+        return await self._run(change)
+
+    def tombstone_change(
+        self,
+        ns: str,
+        key: str,
+        version: int | None = None,
+        *,
+        superseded: bool = False,
+        generation: int | None = None,
+    ) -> Change:
+        """:meth:`tombstone` as a :class:`Change`, for :meth:`run_many`."""
+        script_keys, leaf = keys.entry_script_keys(ns, key)
+        args: list[Any] = [
+            self.tombstone_ms,
+            "" if version is None else version,
+            "m" if superseded else "1",
+            key,
+            leaf,
+            "" if generation is None or superseded else generation,
+        ]
+        return Change(
+            self.scripts.tombstone,
+            script_keys,
+            args,
+            ns,
+            leaf,
+            f"{ns}/{key}",
+            "a tombstone's version or lifetime is out of range",
+        )
 
     async def fill(
         self,
@@ -278,31 +312,37 @@ class RegionStore:
         Returns (installed, version held afterwards). The entry keeps its own
         stamps, so an invalidation that reached this region first still voids it.
         """
+        change = self.fill_change(ns, key, entry, keep_after_expiry=keep_after_expiry)
+        return await self._run(change)
+
+    def fill_change(
+        self, ns: str, key: str, entry: Entry, *, keep_after_expiry: float = 0.0
+    ) -> Change:
+        """:meth:`fill` as a :class:`Change`, for :meth:`run_many`."""
         _check_entry(entry, keep_after_expiry)
-        try:
-            script_keys, leaf = keys.entry_script_keys(ns, key)
-            reply = await self.scripts.fill(
-                keys=script_keys,
-                args=[
-                    entry.value,
-                    entry.content_type,
-                    entry.version,
-                    entry.written_ms,
-                    entry.expires_ms,
-                    int(keep_after_expiry * 1000),
-                    entry.generation,
-                    ",".join(entry.tags),
-                    ",".join(str(v) for v in entry.tag_versions),
-                    key,
-                    leaf,
-                ],
-            )
-        except RedisError as exc:
-            raise _unavailable(exc) from None
-        if len(reply) > 2:
-            raise InvalidRequest("a copy's version, expiry or stamps are out of range")
-        await self._register(ns, leaf)
-        return reply[0] == 1, int(reply[1])
+        script_keys, leaf = keys.entry_script_keys(ns, key)
+        args: list[Any] = [
+            entry.value,
+            entry.content_type,
+            entry.version,
+            entry.written_ms,
+            entry.expires_ms,
+            int(keep_after_expiry * 1000),
+            entry.generation,
+            ",".join(entry.tags),
+            ",".join(str(v) for v in entry.tag_versions),
+            key,
+            leaf,
+        ]
+        return Change(
+            self.scripts.fill,
+            script_keys,
+            args,
+            ns,
+            leaf,
+            f"{ns}/{key}",
+            "a copy's version, expiry or stamps are out of range",
+        )
 
     async def acquire_lease(self, ns: str, key: str, token: str, ttl: float) -> bool:
         """Take the entry's lease: the one origin fill of the key in this region."""
@@ -385,45 +425,146 @@ class RegionStore:
         return int(reply[0]), tuple(int(v) for v in reply[1:])
 
     async def bump_namespace(self, ns: str, version: int | None = None) -> tuple[bool, int]:
-        return await self._bump(ns, keys.NS_GENERATION, version)
+        return await self._run(self.bump_change(ns, None, version))
 
     async def bump_tag(self, ns: str, tag: str, version: int | None = None) -> tuple[bool, int]:
-        return await self._bump(ns, keys.tag_field(tag), version)
+        return await self._run(self.bump_change(ns, tag, version))
 
-    async def _bump(self, ns: str, field: str, version: int | None) -> tuple[bool, int]:
+    def bump_change(self, ns: str, tag: str | None, version: int | None = None) -> Change:
+        """Raising the namespace generation (``tag`` None) or a tag's version, as a
+        :class:`Change`."""
+        field = keys.NS_GENERATION if tag is None else keys.tag_field(tag)
+        return Change(
+            self.scripts.bump,
+            [keys.namespace_meta(ns)],
+            [field, "" if version is None else version],
+            ns,
+            None,
+            f"{field} of {ns}",
+            f"version {version} of {field} is out of range",
+        )
+
+    # -- versioned changes, one at a time or many in one round trip -------------
+
+    async def _run(self, change: Change) -> tuple[bool, int]:
         try:
-            reply = await self.scripts.bump(
-                keys=[keys.namespace_meta(ns)], args=[field, "" if version is None else version]
-            )
+            reply = await change.script(keys=change.keys, args=change.args)
         except RedisError as exc:
             raise _unavailable(exc) from None
-        if reply[0] != 1 and len(reply) > 2:
-            if reply[2] == b"exhausted":
-                raise _exhausted(f"{field} of {ns}", int(reply[1]))
-            raise InvalidRequest(f"version {version} of {field} is out of range")
-        await self._register(ns, None)
-        return reply[0] == 1, int(reply[1])
+        result = _outcome(change, reply)
+        await self._register(change.ns, change.leaf)
+        return result
+
+    async def run_many(self, changes: Sequence[Change]) -> list[Outcome]:
+        """Run ``changes`` in order, in one round trip on a standalone Redis. Each gets its
+        (applied, version held) or the :class:`ClientError` its numbers earned, or
+        :class:`StoreOutOfMemory` if Redis refused it whole for lack of memory; any other
+        failure raises :class:`StoreUnavailable` for all of them, and since every change
+        is idempotent by version the caller runs them all again.
+
+        redis-py refuses scripts in a cluster pipeline, so on a cluster the changes of
+        each hash slot run one after another (their order holds: an entry's keys share
+        its slot) and the slots at once, ``_CLUSTER_FANOUT`` at a time."""
+        if not changes:
+            return []
+        if isinstance(self.redis, RedisCluster):
+            replies = await self._run_on_cluster(changes)
+        else:
+            replies = await self._run_pipelined(changes)
+        results: list[Outcome] = []
+        for change, reply in zip(changes, replies, strict=True):
+            if isinstance(reply, OutOfMemoryError):
+                results.append(_full())
+                continue
+            if isinstance(reply, Exception):
+                raise _unavailable(
+                    reply if isinstance(reply, RedisError) else RedisError(repr(reply))
+                )
+            try:
+                results.append(_outcome(change, reply))
+            except ClientError as exc:
+                results.append(exc)
+        await self._register_many([(c.ns, c.leaf) for c in changes])
+        return results
+
+    async def _run_pipelined(self, changes: Sequence[Change]) -> list[Any]:
+        replies: list[Any] = []
+        for attempt in range(2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for change in changes:
+                        script, n = change.script, len(change.keys)
+                        pipe.evalsha(script.sha, n, *change.keys, *change.args)
+                    replies = await pipe.execute(raise_on_error=False)
+            except RedisError as exc:
+                raise _unavailable(exc) from None
+            if attempt or not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            # a restarted or new server has no scripts yet: load them and run all again
+            try:
+                for script in {id(c.script): c.script for c in changes}.values():
+                    await self.redis.script_load(script.script)
+            except RedisError as exc:
+                raise _unavailable(exc) from None
+        return replies
+
+    async def _run_on_cluster(self, changes: Sequence[Change]) -> list[Any]:
+        assert isinstance(self.redis, RedisCluster)
+        slots: dict[int, list[int]] = {}
+        for i, change in enumerate(changes):
+            slots.setdefault(self.redis.keyslot(change.keys[0]), []).append(i)
+        replies: list[Any] = [None] * len(changes)
+        fanout = asyncio.Semaphore(_CLUSTER_FANOUT)
+
+        async def run_slot(positions: list[int]) -> None:
+            async with fanout:
+                for i in positions:
+                    change = changes[i]
+                    try:  # the script object reloads itself on NOSCRIPT
+                        replies[i] = await change.script(keys=change.keys, args=change.args)
+                    except OutOfMemoryError as exc:
+                        replies[i] = exc
+                    except RedisError as exc:
+                        raise _unavailable(exc) from None
+
+        await asyncio.gather(*(run_slot(p) for p in slots.values()))
+        return replies
 
     async def _register(self, ns: str, leaf: str | None) -> None:
-        """Enter the namespace, and the bucket of ``leaf`` (which now has a digest), in the
-        registries the reconciler reads instead of scanning every key; once per process
-        (the SADDs are idempotent). They live outside the entry's hash slot, so they
-        follow the script rather than run inside it; a crash in between leaves a bucket
-        unregistered here, which the other regions' registries and the reconciler's
-        occasional full scan make up for."""
-        bucket = leaf[: keys.BUCKET_DIGITS] if leaf is not None else ""
-        if (ns, bucket) in self._registered:
+        await self._register_many([(ns, leaf)])
+
+    async def _register_many(self, changed: Sequence[tuple[str, str | None]]) -> None:
+        """Enter each namespace, and the bucket of each ``leaf`` (which now has a digest),
+        in the registries the reconciler reads instead of scanning every key; once per
+        process (the SADDs are idempotent), in one round trip for a batch. They live
+        outside the entries' hash slots, so they follow the scripts rather than run inside
+        them; a crash in between leaves a bucket unregistered here, which the other
+        regions' registries and the reconciler's occasional full scan make up for."""
+        new: dict[tuple[str, str], None] = {}
+        for ns, leaf in changed:
+            pair = (ns, leaf[: keys.BUCKET_DIGITS] if leaf is not None else "")
+            if pair not in self._registered:
+                new[pair] = None
+        if not new:
             return
-        try:
+        buckets: dict[str, list[str]] = {}
+        for ns, bucket in new:
+            buckets.setdefault(ns, [])
             if bucket:
-                await self.redis.sadd(keys.buckets(ns), bucket)
-            await self.redis.sadd(keys.NAMESPACES, ns)
-        except RedisError as exc:  # the change itself is applied; register next time
-            log.info("could not register %s/%s for the reconciler: %r", ns, bucket, exc)
+                buckets[ns].append(bucket)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for ns, names in buckets.items():
+                    if names:
+                        pipe.sadd(keys.buckets(ns), *names)
+                pipe.sadd(keys.NAMESPACES, *buckets)
+                await pipe.execute()
+        except RedisError as exc:  # the changes themselves are applied; register next time
+            log.info("could not register %d buckets for the reconciler: %r", len(new), exc)
             return
-        if len(self._registered) >= _REGISTERED_MAX:
+        if len(self._registered) + len(new) > _REGISTERED_MAX:
             self._registered.clear()
-        self._registered.add((ns, bucket))
+        self._registered.update(new)
 
     # -- administration --------------------------------------------------------
 
@@ -549,6 +690,16 @@ def _check_entry(entry: Entry, keep_after_expiry: float) -> None:
         raise InvalidRequest("a copy's expiry is out of range")
 
 
+def _outcome(change: Change, reply: list[Any]) -> tuple[bool, int]:
+    """(applied, version held) from a versioned script's reply: ``{1, version}``, or
+    ``{0, current}`` when it was not newer, or ``{0, current, 'exhausted'|'invalid'}``."""
+    if reply[0] != 1 and len(reply) > 2:
+        if reply[2] == b"exhausted":
+            raise _exhausted(change.subject, int(reply[1]))
+        raise InvalidRequest(change.invalid)
+    return reply[0] == 1, int(reply[1])
+
+
 def _exhausted(what: str, current: int) -> VersionExhausted:
     return VersionExhausted(
         f"{what} is at version {current}, the largest a version can be (2^53 - 1): "
@@ -557,7 +708,11 @@ def _exhausted(what: str, current: int) -> VersionExhausted:
     )
 
 
+def _full() -> StoreOutOfMemory:
+    return StoreOutOfMemory("region store full: Redis is at maxmemory")
+
+
 def _unavailable(exc: RedisError) -> StoreUnavailable:
     if isinstance(exc, OutOfMemoryError):
-        return StoreOutOfMemory("region store full: Redis is at maxmemory")
+        return _full()
     return StoreUnavailable(f"region store unavailable: {type(exc).__name__}")

@@ -3,14 +3,17 @@
 Offsets are committed only after the events before them were applied, so a
 relay that dies (even SIGKILL) resumes where it left off; what it re-reads is
 re-applied harmlessly because applying is idempotent by version. A Redis
-outage pauses the relay on the event it could not apply (never skips it); a
+outage pauses the relay on the batch it could not apply (never skips it); a
 malformed event (or one the API's limits refuse) is counted, logged once with
 its offset, copied to the dead-letter topic, and passed over.
 
-Each partition is applied by a worker of its own, in offset order; the consumer
-pauses a partition while its worker is busy and goes on fetching the others, so
-one event that cannot be applied (Redis refusing it, say) holds back only the
-events behind it in its partition, never the rest of the region's events.
+Each fetched batch of a partition is applied in one Redis round trip (a pipeline
+of the events' scripts, in offset order; one per node on a cluster), so a relay
+keeps up with a system of record's bursts. Each partition is applied by a worker
+of its own while the consumer goes on fetching; a partition whose worker falls
+behind (Redis refusing its batch, say) is paused until it caught up, so it holds
+back only the events behind it in its partition, never the rest of the region's
+events.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from aiokafka import (
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from libs.common import events
-from libs.common.apply import apply_event
+from libs.common.apply import apply_events
 from libs.common.errors import ClientError, InvalidEvent, StoreUnavailable
 from libs.common.events import DEFAULT_LIMITS, Event, Limits
 from libs.common.kafka import make_consumer, make_producer
@@ -45,6 +48,10 @@ log = logging.getLogger(__name__)
 # Turns a message of a non-mrcache topic (Debezium) into an event; None = nothing to do.
 Decoder = Callable[[bytes | None], Event | None]
 _RETRY_MAX = 2.0
+# fetched batches a partition's worker may have waiting before the partition is paused
+_PAUSE_AT = 4
+# records one Redis round trip applies at most
+_MAX_APPLY = 2000
 
 
 class Relay:
@@ -73,8 +80,8 @@ class Relay:
         self.max_batch = max_batch
         self.limits = limits
         self._consumer: AIOKafkaConsumer | None = None
-        # the worker applying each partition's fetched records (the partition is paused)
-        self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
+        # the worker applying each partition's fetched records, in order
+        self._workers: dict[TopicPartition, _Worker] = {}
         self._dlq: AIOKafkaProducer | None = None
         # partitions' workers dead-letter concurrently: one producer, made once
         self._dlq_lock = asyncio.Lock()
@@ -136,48 +143,26 @@ class Relay:
                 await asyncio.sleep(0.5)
                 continue
             for tp, records in batches.items():
-                # no more records of this partition until its worker is done with these
-                consumer.pause(tp)
-                task = asyncio.create_task(self._work(consumer, tp, records))
-                self._workers[tp] = task
+                worker = self._workers.get(tp)
+                if worker is None:
+                    worker = self._workers[tp] = _Worker(self, consumer, tp)
+                worker.put(records)
             self._commit_soon(consumer)
             await self._report_backlog(consumer)
-        # the workers stop after the event in hand; then the last offsets, after any
+        # the workers stop after the batch in hand; then the last offsets, after any
         # commit still in flight
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*(w.finish() for w in self._workers.values()))
         if self._committing is not None:
             await self._committing
         if self._applied:
             await self._commit(consumer, self._applied)
-
-    async def _work(
-        self,
-        consumer: AIOKafkaConsumer,
-        tp: TopicPartition,
-        records: list[ConsumerRecord[bytes, bytes]],
-    ) -> None:
-        """Apply one partition's records in order; resume the partition when done."""
-        try:
-            for record in records:
-                if not await self._handle(record):
-                    return  # stopping while Redis is down: commit what was applied
-                self._applied[tp] = record.offset + 1
-        finally:
-            if self._workers.get(tp) is asyncio.current_task():
-                del self._workers[tp]
-            if not self._stopping.is_set():
-                with contextlib.suppress(IllegalStateError, KeyError):
-                    if tp in consumer.assignment():
-                        consumer.resume(tp)
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """Partitions leave this relay: stop their workers and commit what they applied;
         the next owner re-reads the rest (applying is idempotent)."""
         consumer = self._consumer
         workers = [self._workers.pop(tp) for tp in partitions if tp in self._workers]
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*(w.cancel() for w in workers))
         done = {tp: offset for tp, offset in self._applied.items() if tp in partitions}
         for tp in done:
             del self._applied[tp]
@@ -205,8 +190,8 @@ class Relay:
 
     async def _report_backlog(self, consumer: AIOKafkaConsumer) -> None:
         """Highwater minus position, from the consumer itself (the embedded broker
-        cannot list group offsets)."""
-        backlog = 0
+        cannot list group offsets), plus what the workers hold fetched."""
+        backlog = sum(worker.pending for worker in self._workers.values())
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is None:
@@ -215,42 +200,58 @@ class Relay:
                 backlog += max(0, high - await asyncio.wait_for(consumer.position(tp), 0.5))
         self.metrics.relay_backlog.labels(self.region).set(backlog)
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Apply one record; False only when stopping before it could be applied."""
-        try:
-            event = self._decode(record)
-        except InvalidEvent as exc:
-            await self._dead_letter(record, str(exc))
-            return True
-        if event is None:
-            self.metrics.relay_events.labels(self.region, "skipped").inc()
-            return True
-        if self.drop_rate and self._rng.random() < self.drop_rate:
-            # fault drill: acknowledged without applying, for the reconciler to repair
-            self.metrics.relay_events.labels(self.region, "dropped").inc()
-            return True
+    async def _apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        """Apply one partition's records, in order, in one Redis round trip; False only
+        when stopping before they could be applied (none is committed then, and all are
+        read and applied again by whoever resumes the partition)."""
+        batch: list[Event] = []
+        sources: list[ConsumerRecord[bytes, bytes]] = []
+        skipped = dropped = 0
+        for record in records:
+            try:
+                event = self._decode(record)
+            except InvalidEvent as exc:
+                await self._dead_letter(record, str(exc))
+                continue
+            if event is None:
+                skipped += 1
+            elif self.drop_rate and self._rng.random() < self.drop_rate:
+                # fault drill: acknowledged without applying, for the reconciler to repair
+                dropped += 1
+            else:
+                batch.append(event)
+                sources.append(record)
         delay = 0.05
         while True:
             try:
-                changed = await apply_event(self.store, event)
+                results = await apply_events(self.store, batch)
                 break
-            except ClientError as exc:  # the store refused its numbers: never retried
-                await self._dead_letter(record, exc.message)
-                return True
             except StoreUnavailable as exc:
                 if self._stopping.is_set():
                     return False
-                log.warning("redis unavailable, event %s waits: %s", event.id, exc.message)
+                log.warning(
+                    "redis unavailable, a batch of %d events waits: %s", len(batch), exc.message
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
-        outcome = "applied" if changed else "stale"
-        self.metrics.relay_events.labels(self.region, outcome).inc()
-        if changed:
-            self.applied_total += 1
-            self.metrics.invalidations_applied.labels(self.region, event.type).inc()
-        self.metrics.invalidation_lag.labels(self.region).observe(
-            max(0.0, time.time() - event.ts_ms / 1000)
-        )
+        counts = {"skipped": skipped, "dropped": dropped, "applied": 0, "stale": 0}
+        kinds: dict[str, int] = {}
+        lag = self.metrics.invalidation_lag.labels(self.region)
+        now = time.time()
+        for event, record, result in zip(batch, sources, results, strict=True):
+            if isinstance(result, ClientError):  # the store refused its numbers: never retried
+                await self._dead_letter(record, result.message)
+                continue
+            counts["applied" if result else "stale"] += 1
+            if result:
+                kinds[event.type] = kinds.get(event.type, 0) + 1
+            lag.observe(max(0.0, now - event.ts_ms / 1000))
+        for outcome, n in counts.items():
+            if n:
+                self.metrics.relay_events.labels(self.region, outcome).inc(n)
+        for kind, n in kinds.items():
+            self.metrics.invalidations_applied.labels(self.region, kind).inc(n)
+        self.applied_total += counts["applied"]
         return True
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Event | None:
@@ -299,6 +300,84 @@ class Relay:
             record.partition,
             record.offset,
         )
+
+
+class _Worker:
+    """Applies one partition's records in offset order, each time everything fetched
+    so far in one batch (so a worker that fell behind catches up in large round trips).
+
+    The consumer goes on fetching the partition while its worker applies, so a new
+    event never waits for the next fetch to include its partition; only when
+    ``_PAUSE_AT`` batches wait (Redis slow or refusing) is the partition paused, until
+    the worker has caught up."""
+
+    def __init__(self, relay: Relay, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        self.relay = relay
+        self.consumer = consumer
+        self.tp = tp
+        self._queue: list[list[ConsumerRecord[bytes, bytes]]] = []
+        self._ready = asyncio.Event()
+        self._paused = False
+        self._task = asyncio.create_task(self._run(), name=f"relay-{tp.topic}-{tp.partition}")
+
+    def put(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        self._queue.append(records)
+        self._ready.set()
+        if len(self._queue) >= _PAUSE_AT and not self._paused:
+            self.consumer.pause(self.tp)
+            self._paused = True
+
+    @property
+    def pending(self) -> int:
+        """Records fetched and not applied yet."""
+        return sum(len(batch) for batch in self._queue)
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception:
+            # a bug, not bad input (that goes to the DLQ): never skip past it
+            log.exception("relay worker of %s failed; its partition stops here", self.tp)
+            raise
+
+    async def _loop(self) -> None:
+        relay = self.relay
+        while True:
+            await self._ready.wait()
+            if not self._queue:  # woken to finish
+                return
+            # everything queued, up to a few fetches' worth: one round trip
+            take = 1
+            size = len(self._queue[0])
+            while take < len(self._queue) and size + len(self._queue[take]) <= _MAX_APPLY:
+                size += len(self._queue[take])
+                take += 1
+            batches, self._queue = self._queue[:take], self._queue[take:]
+            if not self._queue:
+                self._ready.clear()
+            records = [record for batch in batches for record in batch]
+            if not await relay._apply(records):
+                return  # stopping while Redis is down: commit what was applied
+            relay._applied[self.tp] = records[-1].offset + 1
+            if self._paused and len(self._queue) < _PAUSE_AT // 2 + 1:
+                self._paused = False
+                with contextlib.suppress(IllegalStateError, KeyError):
+                    if self.tp in self.consumer.assignment():
+                        self.consumer.resume(self.tp)
+            if relay._stopping.is_set():
+                return
+
+    async def finish(self) -> None:
+        """Stop after the batch in hand (what is queued is read again by the next owner)."""
+        self._queue.clear()
+        self._ready.set()
+        with contextlib.suppress(Exception):
+            await self._task
+
+    async def cancel(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
 
 
 class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
