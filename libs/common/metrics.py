@@ -77,6 +77,19 @@ class Metrics:
             ["region", "type"],
             registry=r,
         )
+        self.push_events = Counter(
+            "mrcache_push_events",
+            "Events pushed to another region directly (push_events), by outcome: sent, "
+            "failed, dropped (queue full), skipped (the region failed a push just before).",
+            ["region", "peer", "outcome"],
+            registry=r,
+        )
+        self.pushed_events = Counter(
+            "mrcache_pushed_events",
+            "Events other regions pushed here, by outcome: applied, stale, invalid.",
+            ["region", "outcome"],
+            registry=r,
+        )
         self.invalidations_applied = Counter(
             "mrcache_invalidations_applied",
             "Events applied to a region's Redis.",
@@ -117,6 +130,18 @@ class Metrics:
             "mrcache_reconciler_recent_repairs",
             "Repairs made by the recent-change checks (also in mrcache_reconciler_repairs).",
             ["region"],
+            registry=r,
+        )
+        self.reconciler_recent_deferred = Counter(
+            "mrcache_reconciler_recent_deferred",
+            "Recent changes found behind past the recent-change repair cap, looked at again "
+            "later instead of repaired (a relay catching up, usually).",
+            registry=r,
+        )
+        self.reconciler_recent_shed = Counter(
+            "mrcache_reconciler_recent_shed",
+            "Recent changes the recent-change checks gave up on (queue full, or still behind "
+            "after every look): left to the next full pass.",
             registry=r,
         )
         self.reconciler_leaves = Counter(

@@ -8,6 +8,16 @@ what it applied for that key, namespace or tag; a region behind gets the same
 versioned repair as in a pass. So an event a relay dropped is repaired in about
 ``delay`` rather than one interval. What it cannot see (an event lost before it
 reached Kafka, a region restored from an old snapshot) is the full pass's job.
+
+At high rates it must neither fall behind nor multiply the load. Checks go in
+batches (a pipeline per region). Repairs are capped at ``repair_rate`` keys a
+second: a burst the relays are still applying (a backfill of a million rows)
+finds every region "behind" on every key, and repairing those would only race
+the relays. A key found behind past the cap is looked at again later, after
+``delay`` times 2, 4, 8, 16; by then its relay has usually applied it, and if not it
+is repaired then. What is still behind after the last look, or does not fit in
+``max_pending``, is shed: counted (``mrcache_reconciler_recent_shed_total``) and
+left to the next full pass.
 """
 
 from __future__ import annotations
@@ -36,11 +46,17 @@ log = logging.getLogger(__name__)
 FETCH_WAIT_MS = 200
 
 
+# looks at a key found behind past the repair cap before it is shed: after delay * 2..16
+_LOOKS = 4
+
+
 @dataclass(order=True)
 class _Due:
     at: float
     seq: int
     change: Change = field(compare=False)
+    # how many times it was already found behind and deferred
+    looks: int = field(default=0, compare=False)
 
 
 class RecentChanges:
@@ -56,6 +72,7 @@ class RecentChanges:
         batch: int = 512,
         max_pending: int = 200_000,
         tick: float = 0.1,
+        repair_rate: float = 500.0,
     ) -> None:
         self.kafka = kafka
         self.reconciler = reconciler
@@ -64,7 +81,11 @@ class RecentChanges:
         self.batch = batch
         self.max_pending = max_pending
         self.tick = tick
+        self.repair_rate = repair_rate
+        # keys that may still be repaired now (a token bucket of repair_rate a second)
+        self._tokens = repair_rate
         self.overflow = 0
+        self.deferred = 0
         self._due: list[_Due] = []
         self._seq = itertools.count()
         self._consumer: AIOKafkaConsumer | None = None
@@ -124,7 +145,7 @@ class RecentChanges:
         except InvalidEvent:
             return  # the relays dead-letter it; nothing to check
         if len(self._due) >= self.max_pending:
-            self.overflow += 1  # the full pass still covers it
+            self._shed(1)  # the full pass still covers it
             return
         change = Change(event.ns, event.key if event.type == "key" else None, event.version)
         heapq.heappush(self._due, _Due(event.ts_ms / 1000 + self.delay, next(self._seq), change))
@@ -134,18 +155,47 @@ class RecentChanges:
         # region each), which is what keeps them cheap at thousands of events a second
         while True:
             await asyncio.sleep(self.tick)
+            self._tokens = min(self.repair_rate, self._tokens + self.repair_rate * self.tick)
             now = time.time()
             while self._due and self._due[0].at <= now:
-                batch: list[Change] = []
+                batch: list[_Due] = []
                 while self._due and self._due[0].at <= now and len(batch) < self.batch:
-                    batch.append(heapq.heappop(self._due).change)
+                    batch.append(heapq.heappop(self._due))
+                budget = int(self._tokens)
                 try:
-                    repairs = await self.reconciler.check_changes(batch)
+                    checked = await self.reconciler.check_changes(
+                        [due.change for due in batch], budget=budget
+                    )
                 except Exception:  # checking must never stop; the full pass covers it
                     log.exception("recent-change check failed")
                     continue
                 self.metrics.reconciler_recent_checks.inc(len(batch))
-                for region, count in repairs.items():
+                self._tokens -= checked.behind - len(checked.deferred)
+                self._defer(batch, checked.deferred, now)
+                for region, count in checked.repairs.items():
                     if count:
                         self.metrics.reconciler_repairs.labels(region).inc(count)
                         self.metrics.reconciler_recent_repairs.labels(region).inc(count)
+
+    def _defer(self, batch: list[_Due], deferred: list[Change], now: float) -> None:
+        """Look again later at the keys found behind past the repair cap; shed the ones
+        already looked at ``_LOOKS`` times (the full pass covers them)."""
+        if not deferred:
+            return
+        looks = {(due.change.ns, due.change.key): due.looks for due in batch}
+        shed = 0
+        for change in deferred:
+            n = looks.get((change.ns, change.key), 0) + 1
+            if n > _LOOKS or len(self._due) >= self.max_pending:
+                shed += 1
+                continue
+            self.deferred += 1
+            self.metrics.reconciler_recent_deferred.inc()
+            at = now + self.delay * 2**n
+            heapq.heappush(self._due, _Due(at, next(self._seq), change, n))
+        self._shed(shed)
+
+    def _shed(self, n: int) -> None:
+        if n:
+            self.overflow += n
+            self.metrics.reconciler_recent_shed.inc(n)

@@ -58,6 +58,16 @@ class Change:
 
 
 @dataclass
+class Checked:
+    """What a check of recent changes did: repairs per region, how many keys it found
+    behind somewhere, and those of them it left unrepaired (past its budget)."""
+
+    repairs: dict[str, int]
+    behind: int = 0
+    deferred: list[Change] = field(default_factory=list)
+
+
+@dataclass
 class Report:
     """What one pass saw and did."""
 
@@ -285,13 +295,19 @@ class Reconciler:
                     work.append(repair)
         await asyncio.gather(*work)
 
-    async def check_changes(self, changes: Sequence[Change]) -> dict[str, int]:
-        """Check recent changes in every reachable region and repair where one is behind;
-        returns the repairs per region (the fast lane of :mod:`services.reconciler.recent`).
+    async def check_changes(
+        self, changes: Sequence[Change], *, budget: int | None = None
+    ) -> Checked:
+        """Check recent changes in every reachable region and repair where one is behind
+        (the fast lane of :mod:`services.reconciler.recent`), at most ``budget`` keys: the
+        keys found behind past it are left unrepaired in :attr:`Checked.deferred` (a region
+        far behind on many keys at once is a relay catching up, which repairing would only
+        race and slow down, so the caller looks again later).
 
         A region that does not answer is left out of this batch (the full pass covers it).
         """
         report = Report(repairs=dict.fromkeys(self.stores, 0))
+        checked = Checked(report.repairs)
         for ns in sorted({c.ns for c in changes if c.key is None}):
             try:
                 await self._meta(ns, self.stores, report)
@@ -317,13 +333,18 @@ class Reconciler:
             work = []
             for i, key in enumerate(ordered):
                 versions = {region: found[i] for region, found in applied.items()}
+                if len(set(versions.values())) > 1:
+                    checked.behind += 1
+                    if budget is not None and checked.behind > budget:
+                        checked.deferred.append(Change(ns, key, max(versions.values())))
+                        continue
                 repair = self._bring_up(ns, key, versions, live, replicate, report, limit)
                 if repair is not None:
                     work.append(repair)
             for outcome in await asyncio.gather(*work, return_exceptions=True):
                 if isinstance(outcome, Exception):
                     log.info("reconciler: a recent-change repair failed: %r", outcome)
-        return report.repairs
+        return checked
 
     def _bring_up(
         self,
