@@ -62,6 +62,9 @@ class NamespaceConfig(_Strict):
 
 class PlatformSection(_Strict):
     regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS), min_length=1)
+    # each region also sends the events it publishes to the other regions directly, which
+    # apply them one WAN hop after the write; Kafka stays the durable path (pusher.py)
+    push_events: bool = False
 
 
 class RegionConfig(_Strict):

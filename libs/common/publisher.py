@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -71,6 +72,7 @@ class EventPublisher:
         metrics: Metrics,
         drain_interval: float = 0.5,
         lock_ms: int = _LOCK_MS,
+        fanout: Callable[[bytes], None] | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -78,6 +80,8 @@ class EventPublisher:
         self.metrics = metrics
         self.drain_interval = drain_interval
         self.lock_ms = lock_ms
+        # also hands each encoded event to this (the push to other regions), never waiting
+        self.fanout = fanout
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._outbox_key = keys.outbox(region)
@@ -118,6 +122,8 @@ class EventPublisher:
     async def publish(self, event: events.Event) -> None:
         """Return once the event is durable in Kafka or in the outbox."""
         payload = events.encode(event)
+        if self.fanout is not None:
+            self.fanout(payload)
         if not self._outbox_active:
             try:
                 await self._send(event.kafka_key, payload)

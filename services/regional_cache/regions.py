@@ -167,6 +167,17 @@ class RegionClient:
             raise HomeUnavailable(f"home region {home} answered other tags", home_region=home)
         return generation, versions
 
+    async def push_events(self, region: str, body: bytes) -> None:
+        """Send encoded events (one per line) for ``region`` to apply now
+        (:mod:`services.regional_cache.pusher`); raises on any failure."""
+        reply = await self._http().post(
+            f"{self.url_of(region)}/internal/v1/events",
+            content=body,
+            headers={HOP: self.region, "content-type": "application/x-ndjson", **self._internal},
+        )
+        if reply.status_code != 200:
+            raise HomeUnavailable(f"region {region} answered {reply.status_code}")
+
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             raise HomeUnavailable("region client is not started")

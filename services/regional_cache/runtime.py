@@ -18,6 +18,7 @@ from libs.common.store import RegionStore
 from services.regional_cache.fill import Filler
 from services.regional_cache.hotranking import HotRanking
 from services.regional_cache.nearcache import NearCache
+from services.regional_cache.pusher import EventPusher
 from services.regional_cache.regions import RegionClient
 from services.regional_cache.settings import RegionalCacheSettings
 from services.regional_cache.stamps import Stamper
@@ -40,6 +41,7 @@ class Runtime:
     near: NearCache | None
     ranking: HotRanking
     stamper: Stamper
+    pusher: EventPusher | None = None
     eviction_policy: str | None = None
     maxmemory: int | None = None
     _ns_cache: dict[str, NamespaceConfig] = field(default_factory=dict)
@@ -88,6 +90,11 @@ class Runtime:
             return home_region(platform.namespace(ns), platform.platform.regions, ns, None)
 
         stamper = Stamper(settings.region, store, regions, namespace_home)
+        pusher = (
+            EventPusher(regions, platform.platform.regions, metrics, region=settings.region)
+            if platform.platform.push_events
+            else None
+        )
         near = (
             NearCache(
                 redis,
@@ -124,8 +131,13 @@ class Runtime:
             ),
             origins=origins,
             publisher=EventPublisher(
-                settings.kafka, redis, region=settings.region, metrics=metrics
+                settings.kafka,
+                redis,
+                region=settings.region,
+                metrics=metrics,
+                fanout=pusher.push if pusher is not None else None,
             ),
+            pusher=pusher,
             metrics=metrics,
             eviction_policy=policy,
             maxmemory=maxmemory,
@@ -139,6 +151,8 @@ class Runtime:
         await self.regions.start()
         await self.origins.start()
         await self.publisher.start()
+        if self.pusher is not None:
+            await self.pusher.start()
         await self.ranking.start()
 
     async def stop(self) -> None:
@@ -146,6 +160,8 @@ class Runtime:
         if self.near is not None:
             await self.near.stop()
         await self.publisher.stop()
+        if self.pusher is not None:
+            await self.pusher.stop()
         await self.filler.stop()
         await self.origins.stop()
         await self.regions.stop()

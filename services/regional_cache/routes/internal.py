@@ -5,22 +5,27 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.errors import HomeUnavailable, InvalidRequest
+from libs.common import events
+from libs.common.apply import apply_events
+from libs.common.errors import HomeUnavailable, InvalidEvent, InvalidRequest
 from libs.common.naming import MAX_WARM_KEYS, check_key, check_namespace, parse_tags
 from libs.common.responses import JsonResponse
 from libs.common.store import Entry, Lookup
 from libs.common.versions import parse_version
 from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
 from services.regional_cache.fill import served_uncached
+from services.regional_cache.pusher import MAX_PUSH_BATCH
 
 router = APIRouter(include_in_schema=False)
 
 # copies one warm request fetches from the source at once: few, so a warm-up batch
 # never crowds out the region's own requests
 _WARM_CONCURRENCY = 4
+# a pushed batch at most: MAX_PUSH_BATCH events of the largest value, base64 in JSON
+_MAX_PUSH_BYTES = 64 * 1024 * 1024
 
 
 class WarmRequest(BaseModel):
@@ -88,6 +93,37 @@ async def get_entry(
             "X-Tag-Versions": ",".join(str(v) for v in entry.tag_versions),
         },
     )
+
+
+@router.post("/internal/v1/events")
+async def apply_pushed_events(request: Request, rt: RuntimeDep) -> Response:
+    """Apply events another region pushed (one encoded event per line), at once and in
+    one round trip, exactly as a relay would (idempotent by version: the same events
+    still arrive by Kafka). Lines that are not valid events are counted and skipped;
+    the relays dead-letter them when they come by Kafka."""
+    body = await request.body()
+    if len(body) > _MAX_PUSH_BYTES:
+        raise InvalidRequest(f"at most {_MAX_PUSH_BYTES} bytes of events a request")
+    batch: list[events.Event] = []
+    invalid = 0
+    for line in body.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            batch.append(events.decode(line, rt.settings.event_limits()))
+        except InvalidEvent:
+            invalid += 1
+    if len(batch) > MAX_PUSH_BATCH:
+        raise InvalidRequest(f"at most {MAX_PUSH_BATCH} events a request")
+    results = await apply_events(rt.store, batch)
+    applied = sum(1 for r in results if r is True)
+    refused = sum(1 for r in results if not isinstance(r, bool))
+    counts = {"applied": applied, "stale": len(results) - applied - refused}
+    counts["invalid"] = invalid + refused
+    for outcome, n in counts.items():
+        if n:
+            rt.metrics.pushed_events.labels(rt.region, outcome).inc(n)
+    return JsonResponse(counts)
 
 
 @router.get("/internal/v1/ns/{ns}/stamps")
