@@ -1,9 +1,11 @@
-"""The baseline of the regional_cache benchmark: a bare FastAPI endpoint doing one Redis GET.
+"""The baselines of the regional_cache benchmark: bare FastAPI endpoints over Redis (and Kafka).
 
 ``GET /k/{key}`` returns the value of the Redis key ``bench:{key}`` (404 when
-absent). It runs exactly like the service: uvicorn, uvloop, httptools, one
-worker, no access log; so the gap between the two is what the service's own
-code costs per request.
+absent). ``PUT /k/{key}`` (when ``BENCH_KAFKA`` names a broker) does what a
+durable write needs at the least: one Redis ``SET`` and one aiokafka
+``send_and_wait`` with acks=all of a small event to ``BENCH_TOPIC``. It runs
+exactly like the service: uvicorn, uvloop, httptools, one worker, no access log;
+so the gap between the two is what the service's own code costs per request.
 
 Run: ``BENCH_REDIS_URL=redis://127.0.0.1:6379/0 BENCH_PORT=8200 python -m bench.baseline_app``.
 """
@@ -11,24 +13,32 @@ Run: ``BENCH_REDIS_URL=redis://127.0.0.1:6379/0 BENCH_PORT=8200 python -m bench.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 import uvicorn
-from fastapi import FastAPI, Response
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request, Response
 from redis.asyncio import Redis
 
 KEY_PREFIX = "bench:"
 
 
-def create_app(redis_url: str) -> FastAPI:
+def create_app(redis_url: str, kafka: str | None = None, topic: str = "bench.floor") -> FastAPI:
     redis = Redis.from_url(redis_url)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all") if kafka else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if producer is not None:
+            await producer.start()
         try:
             yield
         finally:
+            if producer is not None:
+                await producer.stop()
             await redis.aclose()
 
     app = FastAPI(lifespan=lifespan)
@@ -40,11 +50,24 @@ def create_app(redis_url: str) -> FastAPI:
             return Response(status_code=404)
         return Response(value)
 
+    @app.put("/k/{key}")
+    async def put_key(key: str, request: Request) -> Response:
+        if producer is None:
+            return Response(status_code=501)
+        await redis.set(KEY_PREFIX + key, await request.body())
+        event = {"key": key, "ts_ms": int(time.time() * 1000)}
+        await producer.send_and_wait(topic, orjson.dumps(event), key=key.encode())
+        return Response(status_code=200)
+
     return app
 
 
 def main() -> None:
-    app = create_app(os.environ["BENCH_REDIS_URL"])
+    app = create_app(
+        os.environ["BENCH_REDIS_URL"],
+        os.environ.get("BENCH_KAFKA"),
+        os.environ.get("BENCH_TOPIC", "bench.floor"),
+    )
     uvicorn.run(
         app,
         host="127.0.0.1",

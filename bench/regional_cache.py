@@ -58,6 +58,8 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 NS = "bench"
 REGION = "us-east"
+# the baseline PUT's event topic (12 partitions, like the service's)
+BASELINE_TOPIC = "bench.floor"
 BASELINE_PREFIX = "bench:"  # the baseline app reads bench:{key}; see bench/baseline_app.py
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -170,7 +172,8 @@ class Platform:
         wait_port(redis_proc, self.redis_port)
         wait_port(broker, self.broker_port)
         bootstrap = f"127.0.0.1:{self.broker_port}"
-        asyncio.run(asyncio.wait_for(ensure_topics(KafkaSettings(bootstrap=bootstrap)), 30))
+        topics = ensure_topics(KafkaSettings(bootstrap=bootstrap), extra=[BASELINE_TOPIC])
+        asyncio.run(asyncio.wait_for(topics, 30))
 
         self.service_port = free_port()
         env = service_env(REGION, self.service_port, self.redis_url, bootstrap)
@@ -180,7 +183,12 @@ class Platform:
             server,
         )
         self.baseline_port = free_port()
-        baseline_env = {"BENCH_REDIS_URL": self.redis_url, "BENCH_PORT": str(self.baseline_port)}
+        baseline_env = {
+            "BENCH_REDIS_URL": self.redis_url,
+            "BENCH_PORT": str(self.baseline_port),
+            "BENCH_KAFKA": bootstrap,
+            "BENCH_TOPIC": BASELINE_TOPIC,
+        }
         baseline = self._start(
             service_process("bench.baseline_app", "baseline", baseline_env, self.workdir),
             server,
@@ -633,8 +641,9 @@ class Runner:
 # -- the run --------------------------------------------------------------------
 
 
-def targets(platform: Platform, cfg: Config) -> tuple[Target, Target, Target]:
-    """Service GET hit, baseline GET and service PUT, each rotating over the N keys."""
+def targets(platform: Platform, cfg: Config) -> tuple[Target, Target, Target, Target]:
+    """Service GET hit, baseline GET, service PUT and baseline PUT (Redis SET + Kafka
+    send_and_wait, acks=all), each rotating over the N keys."""
     keys = [key_name(i) for i in range(cfg.keys)]
     svc_get = Target(
         "service GET hit",
@@ -654,12 +663,20 @@ def targets(platform: Platform, cfg: Config) -> tuple[Target, Target, Target]:
         [f"/v1/ns/{NS}/keys/{k}?ttl=3600" for k in keys],
         body=value_of(0, cfg.value_bytes),
     )
-    return svc_get, base_get, svc_put
+    base_put = Target(
+        "baseline PUT",
+        platform.baseline,
+        platform.baseline_port,
+        "PUT",
+        [f"/k/{k}" for k in keys],
+        body=value_of(0, cfg.value_bytes),
+    )
+    return svc_get, base_get, svc_put, base_put
 
 
 def measure(platform: Platform, cfg: Config, wrk: str | None) -> list[Row]:
     runner = Runner(platform, cfg, wrk)
-    svc_get, base_get, svc_put = targets(platform, cfg)
+    svc_get, base_get, svc_put, base_put = targets(platform, cfg)
     generator = "wrk" if wrk else "bench.loadgen"
     rows: list[Row] = []
 
@@ -695,13 +712,16 @@ def measure(platform: Platform, cfg: Config, wrk: str | None) -> list[Row]:
         counted(target, runs, runner.open)
         rows.append(Row.of(target, runner.open_mode, "bench.loadgen", runs))
 
-    # PUTs last: they rewrite the values the GETs above read
-    print(f"{runner.closed_mode}, {cfg.duration:g} s:")
-    puts: list[Run] = []
-    counted(
-        svc_put, puts, functools.partial(runner.closed, seconds=cfg.duration, warmup=cfg.warmup)
-    )
-    rows.append(Row.of(svc_put, runner.closed_mode, generator, puts))
+    # PUTs last: they rewrite the values the GETs above read; alternating like the GETs
+    print(f"{runner.closed_mode}, {cfg.rounds} x {cfg.duration / cfg.rounds:g} s per target:")
+    puts: dict[str, list[Run]] = {base_put.name: [], svc_put.name: []}
+    for i in range(cfg.rounds):
+        warmup = cfg.warmup if i == 0 else 0.0
+        for target in (base_put, svc_put):
+            run = functools.partial(runner.closed, seconds=cfg.duration / cfg.rounds, warmup=warmup)
+            counted(target, puts[target.name], run)
+    for target in (base_put, svc_put):
+        rows.append(Row.of(target, runner.closed_mode, generator, puts[target.name]))
     return rows
 
 
@@ -714,6 +734,8 @@ def report(rows: list[Row], cfg: Config, placement: Placement, wrk: str | None) 
     svc_closed = _find(rows, "service GET hit", "closed")
     base_closed = _find(rows, "baseline GET", "closed")
     svc_open = _find(rows, "service GET hit", "open")
+    svc_put, base_put = _find(rows, "service PUT", "closed"), _find(rows, "baseline PUT", "closed")
+    put_ratio = svc_put.rps / base_put.rps if base_put.rps else 0.0
     base_open = _find(rows, "baseline GET", "open")
     ratio = svc_closed.rps / base_closed.rps if base_closed.rps else 0.0
     cpu_ratio = (
@@ -726,6 +748,11 @@ def report(rows: list[Row], cfg: Config, placement: Placement, wrk: str | None) 
             "value": round(ratio, 3),
             "target": ">= 0.8",
             "met": ratio >= 0.8,
+        },
+        "put_vs_baseline_rps": {
+            "value": round(put_ratio, 3),
+            "target": ">= 0.8",
+            "met": put_ratio >= 0.8,
         },
         "get_hit_p50_ms_at_rate": {
             "value": svc_open.p50_ms,
@@ -801,6 +828,11 @@ def report(rows: list[Row], cfg: Config, placement: Placement, wrk: str | None) 
         f"GET hit / baseline req/s (closed loop): {ratio:.2f}  target >= 0.80: "
         f"{'MET' if met else 'NOT MET'}   (server CPU per request: {cpu_ratio:.2f}x the baseline's)"
     )
+    met = targets["put_vs_baseline_rps"]["met"]
+    print(
+        f"PUT / baseline PUT (Redis SET + Kafka send_and_wait, acks=all) req/s: {put_ratio:.2f}"
+        f"  target >= 0.80: {'MET' if met else 'NOT MET'}"
+    )
     met = targets["get_hit_p50_ms_at_rate"]["met"]
     print(
         f"GET hit p50 at {cfg.rate:g} req/s offered: {svc_open.p50_ms:.2f} ms "
@@ -818,6 +850,7 @@ def report(rows: list[Row], cfg: Config, placement: Placement, wrk: str | None) 
         "ratios": {
             "get_hit_vs_baseline_rps": round(ratio, 3),
             "get_hit_vs_baseline_cpu_per_req": round(cpu_ratio, 3),
+            "put_vs_baseline_rps": round(put_ratio, 3),
         },
         "targets": targets,
     }
