@@ -12,9 +12,10 @@ down or slow: the event is dropped from the push and arrives by Kafka), and
 applying is idempotent by version, so an event pushed and then consumed again
 changes nothing the second time, in either order.
 
-One sender per region, one request in flight each: what is published while a
-request is on the wire goes in the next one, so the number of requests per
-second stays bounded by the round trip, whatever the write rate.
+One sender per region with up to eight requests in flight: an event goes out at
+once while a request is free, and what is published while all eight are on the
+wire goes in the next one, so the requests per second stay bounded by the round
+trip, whatever the write rate.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ MAX_PUSH_BATCH = 500
 _MAX_PUSH_BYTES = 8 * 1024 * 1024
 # events waiting for one region past which the oldest are dropped (Kafka brings them)
 _MAX_QUEUED = 20_000
+# requests in flight to one region at once
+_IN_FLIGHT = 8
 # a region that failed a push is not pushed to again for this long
 _BACKOFF_S = 1.0
 
@@ -52,6 +55,8 @@ class EventPusher:
         self._wake: dict[str, asyncio.Event] = {p: asyncio.Event() for p in self.peers}
         self._down_until: dict[str, float] = dict.fromkeys(self.peers, 0.0)
         self._tasks: list[asyncio.Task[None]] = []
+        # requests on the wire (references kept until they are done)
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._tasks = [
@@ -59,9 +64,10 @@ class EventPusher:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._sending]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -82,8 +88,12 @@ class EventPusher:
 
     async def _send_loop(self, peer: str) -> None:
         queue, wake = self._queues[peer], self._wake[peer]
+        # requests in flight to the region: an event waits for a free one, never for a
+        # whole round trip of the request before it (order does not matter: versions)
+        slots = asyncio.Semaphore(_IN_FLIGHT)
         while True:
             await wake.wait()
+            await slots.acquire()
             take, size = 0, 0
             while take < min(len(queue), MAX_PUSH_BATCH):
                 size += len(queue[take])
@@ -95,14 +105,22 @@ class EventPusher:
             if not queue:
                 wake.clear()
             if not batch:
+                slots.release()
                 continue
-            try:
-                await self.regions.push_events(peer, b"\n".join(batch))
-            except Exception as exc:  # best effort: Kafka delivers whatever a push loses
-                log.info("push of %d events to %s failed: %r", len(batch), peer, exc)
-                self.metrics.push_events.labels(self.region, peer, "failed").inc(len(batch))
-                self._down_until[peer] = time.monotonic() + _BACKOFF_S
-                queue.clear()
-                wake.clear()
-                continue
-            self.metrics.push_events.labels(self.region, peer, "sent").inc(len(batch))
+            task = asyncio.create_task(self._send(peer, batch, slots))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, peer: str, batch: list[bytes], slots: asyncio.Semaphore) -> None:
+        try:
+            await self.regions.push_events(peer, b"\n".join(batch))
+        except Exception as exc:  # best effort: Kafka delivers whatever a push loses
+            log.info("push of %d events to %s failed: %r", len(batch), peer, exc)
+            self.metrics.push_events.labels(self.region, peer, "failed").inc(len(batch))
+            self._down_until[peer] = time.monotonic() + _BACKOFF_S
+            self._queues[peer].clear()
+            self._wake[peer].clear()
+            return
+        finally:
+            slots.release()
+        self.metrics.push_events.labels(self.region, peer, "sent").inc(len(batch))
