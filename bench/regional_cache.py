@@ -695,16 +695,20 @@ def measure(platform: Platform, cfg: Config, wrk: str | None) -> list[Row]:
         )
         runs.append(result)
 
-    # closed loop GETs: the two targets alternate, so a machine that drifts hits both alike
-    print(f"{runner.closed_mode}, {cfg.rounds} x {cfg.duration / cfg.rounds:g} s per target:")
-    closed: dict[str, list[Run]] = {base_get.name: [], svc_get.name: []}
-    for i in range(cfg.rounds):
-        warmup = cfg.warmup if i == 0 else 0.0
-        for target in (base_get, svc_get):
-            run = functools.partial(runner.closed, seconds=cfg.duration / cfg.rounds, warmup=warmup)
-            counted(target, closed[target.name], run)
-    for target in (base_get, svc_get):
-        rows.append(Row.of(target, runner.closed_mode, generator, closed[target.name]))
+    def alternating(pair: tuple[Target, Target]) -> None:
+        """Closed loop, the two targets in turns, so a machine that drifts hits both alike."""
+        print(f"{runner.closed_mode}, {cfg.rounds} x {cfg.duration / cfg.rounds:g} s per target:")
+        closed: dict[str, list[Run]] = {target.name: [] for target in pair}
+        for i in range(cfg.rounds):
+            warmup = cfg.warmup if i == 0 else 0.0
+            for target in pair:
+                seconds = cfg.duration / cfg.rounds
+                run = functools.partial(runner.closed, seconds=seconds, warmup=warmup)
+                counted(target, closed[target.name], run)
+        for target in pair:
+            rows.append(Row.of(target, runner.closed_mode, generator, closed[target.name]))
+
+    alternating((base_get, svc_get))
 
     print(f"{runner.open_mode}, {cfg.open_duration:g} s per target:")
     for target in (base_get, svc_get):
@@ -712,16 +716,8 @@ def measure(platform: Platform, cfg: Config, wrk: str | None) -> list[Row]:
         counted(target, runs, runner.open)
         rows.append(Row.of(target, runner.open_mode, "bench.loadgen", runs))
 
-    # PUTs last: they rewrite the values the GETs above read; alternating like the GETs
-    print(f"{runner.closed_mode}, {cfg.rounds} x {cfg.duration / cfg.rounds:g} s per target:")
-    puts: dict[str, list[Run]] = {base_put.name: [], svc_put.name: []}
-    for i in range(cfg.rounds):
-        warmup = cfg.warmup if i == 0 else 0.0
-        for target in (base_put, svc_put):
-            run = functools.partial(runner.closed, seconds=cfg.duration / cfg.rounds, warmup=warmup)
-            counted(target, puts[target.name], run)
-    for target in (base_put, svc_put):
-        rows.append(Row.of(target, runner.closed_mode, generator, puts[target.name]))
+    # PUTs last: they rewrite the values the GETs above read
+    alternating((base_put, svc_put))
     return rows
 
 
