@@ -36,7 +36,7 @@ _MAX_PUSH_BYTES = 8 * 1024 * 1024
 # events waiting for one region past which the oldest are dropped (Kafka brings them)
 _MAX_QUEUED = 20_000
 # requests in flight to one region at once
-_IN_FLIGHT = 8
+_IN_FLIGHT = 2
 # a region that failed a push is not pushed to again for this long
 _BACKOFF_S = 1.0
 
