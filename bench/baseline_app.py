@@ -28,16 +28,19 @@ KEY_PREFIX = "bench:"
 
 def create_app(redis_url: str, kafka: str | None = None, topic: str = "bench.floor") -> FastAPI:
     redis = Redis.from_url(redis_url)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all") if kafka else None
+    # aiokafka makes its producer inside the running loop: in the lifespan
+    producers: list[AIOKafkaProducer] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if producer is not None:
+        if kafka:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
             await producer.start()
+            producers.append(producer)
         try:
             yield
         finally:
-            if producer is not None:
+            for producer in producers:
                 await producer.stop()
             await redis.aclose()
 
@@ -52,8 +55,9 @@ def create_app(redis_url: str, kafka: str | None = None, topic: str = "bench.flo
 
     @app.put("/k/{key}")
     async def put_key(key: str, request: Request) -> Response:
-        if producer is None:
+        if not producers:
             return Response(status_code=501)
+        producer = producers[0]
         await redis.set(KEY_PREFIX + key, await request.body())
         event = {"key": key, "ts_ms": int(time.time() * 1000)}
         await producer.send_and_wait(topic, orjson.dumps(event), key=key.encode())
