@@ -394,7 +394,10 @@ async def test_sigterm_mid_stream_exits_cleanly_and_a_restart_applies_the_rest(
 
     first = start_relay(tmp_path, region, redis_server.url, kafka)
     second: RelayProcess | None = None
-    publisher = asyncio.create_task(publish_rounds(kafka, rounds))
+    # the last rounds are published once the first relay is gone: a relay applies all it
+    # fetched in a few large round trips, so it may well finish the first rounds while it
+    # drains on SIGTERM, and the restart must still have something to apply
+    publisher = asyncio.create_task(publish_rounds(kafka, rounds[:2]))
     try:
         seen = await until_applied(first, 500)
         assert first.proc.popen is not None
@@ -412,6 +415,8 @@ async def test_sigterm_mid_stream_exits_cleanly_and_a_restart_applies_the_rest(
         assert "did not drain" not in log
         assert seen < total, "the relay finished before it could be stopped mid-stream"
 
+        await publisher
+        publisher = asyncio.create_task(publish_rounds(kafka, rounds[2:]))
         second = start_relay(tmp_path, region, redis_server.url, kafka, wait_ready=False)
         await second.until_ready(timeout=60)
         await publisher
