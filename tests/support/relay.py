@@ -39,7 +39,15 @@ async def own_topics(bootstrap: str) -> KafkaSettings:
         topic=f"test.inv.{suffix}",
         dlq_topic=f"test.inv.{suffix}.dlq",
     )
-    await ensure_topics(kafka)
+    # an admin client that met the broker before it served (or behind a paused proxy)
+    # can wait forever: bounded attempts instead of a hang until pytest's timeout
+    for attempt in range(4):
+        try:
+            await asyncio.wait_for(ensure_topics(kafka), 15)
+            return kafka
+        except TimeoutError:
+            if attempt == 3:
+                raise
     return kafka
 
 
