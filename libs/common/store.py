@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -149,21 +149,11 @@ class RegionStore:
                 self.redis.execute_command(*first), self.redis.execute_command(*second)
             )
             return both[0], both[1]
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(conn.pack_commands((first, second)))
-            replies = (await conn.read_response(), await conn.read_response())
-        except BaseException:
-            # a reply may still be unread: never hand this connection to someone else
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+        replies = await self._send_all(_pack((first, second)), 2)
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply
-        return replies
+        return replies[0], replies[1]
 
     async def read_many(self, ns: str, key_list: Sequence[str]) -> list[ReadResult]:
         """Read up to a batch of keys in one round trip (plus one for tagged hits)."""
@@ -709,21 +699,24 @@ def _check_entry(entry: Entry, keep_after_expiry: float) -> None:
         raise InvalidRequest("a copy's expiry is out of range")
 
 
-def _pack_evalsha(changes: Sequence[Change]) -> bytes:
-    """The EVALSHA commands of ``changes`` in the Redis protocol (RESP), one buffer."""
+def _pack(commands: Iterable[Sequence[Any]]) -> bytes:
+    """``commands`` in the Redis protocol (RESP), one buffer: bytes as they are, anything
+    else as its text in UTF-8."""
     out: list[bytes] = []
-    for change in changes:
-        args = [
-            b"EVALSHA",
-            change.script.sha.encode(),
-            b"%d" % len(change.keys),
-            *change.keys,
-            *(a if isinstance(a, bytes) else str(a).encode() for a in change.args),
-        ]
-        out.append(b"*%d\r\n" % len(args))
-        for arg in args:
-            out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            raw = arg if isinstance(arg, bytes) else str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
     return b"".join(out)
+
+
+def _pack_evalsha(changes: Sequence[Change]) -> bytes:
+    """The EVALSHA commands of ``changes``, one buffer."""
+    return _pack(
+        (b"EVALSHA", change.script.sha, len(change.keys), *change.keys, *change.args)
+        for change in changes
+    )
 
 
 def _outcome(change: Change, reply: list[Any]) -> tuple[bool, int]:
