@@ -106,11 +106,12 @@ async def apply_pushed_events(request: Request, rt: RuntimeDep) -> Response:
         raise InvalidRequest(f"at most {_MAX_PUSH_BYTES} bytes of events a request")
     batch: list[events.Event] = []
     invalid = 0
+    limits = rt.settings.event_limits()
     for line in body.split(b"\n"):
         if not line.strip():
             continue
         try:
-            batch.append(events.decode(line, rt.settings.event_limits()))
+            batch.append(events.decode(line, limits))
         except InvalidEvent:
             invalid += 1
     if len(batch) > MAX_PUSH_BATCH:
