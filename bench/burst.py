@@ -50,7 +50,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from bench.propagation import mrcache_argv, run_async
+from bench.propagation import run_async, up_argv
 from libs.common import events, keys
 from libs.common.kafka import client_options, ensure_topics, make_consumer
 from libs.common.processes import ManagedProcess, free_base_port, wait_until
@@ -327,19 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="mrcache-burst-")).absolute()
     config = state_dir / "mrcache.toml"
     config.write_text(CONFIG)
-    base_port = free_base_port(len(REGIONS))
-    argv_up = [
-        *mrcache_argv(),
-        "up",
-        "--regions",
-        ",".join(REGIONS),
-        "--base-port",
-        str(base_port),
-        "--state-dir",
-        str(state_dir),
-        "--config",
-        str(config),
-    ]
+    argv_up = up_argv(REGIONS, free_base_port(len(REGIONS)), state_dir, config)
     up = ManagedProcess("mrcache-up", argv_up, state_dir / "mrcache-up.log")
     results: list[SizeResult] = []
     try:

@@ -107,6 +107,23 @@ def mrcache_argv() -> list[str]:
     return [sys.executable, "-m", "services.cli.main"]
 
 
+def up_argv(
+    regions: Sequence[str], base_port: int, state_dir: Path, config: Path | None
+) -> list[str]:
+    """``mrcache up`` of ``regions`` on ``base_port`` + i, its state in ``state_dir``."""
+    argv = [
+        *mrcache_argv(),
+        "up",
+        "--regions",
+        ",".join(regions),
+        "--base-port",
+        str(base_port),
+        "--state-dir",
+        str(state_dir),
+    ]
+    return argv if config is None else [*argv, "--config", str(config)]
+
+
 def relay_metrics_url(pid: int) -> str | None:
     """The relay's metrics URL from its environment (``MRCACHE_HOST`` / ``MRCACHE_PORT``)."""
     try:
@@ -126,18 +143,7 @@ def run_local(args: argparse.Namespace, cfg: RunConfig) -> PlatformResult:
     state_dir = Path(tempfile.mkdtemp(prefix="mrcache-propagation-")) if own_dir else args.state_dir
     state_dir = state_dir.absolute()
     base_port = args.base_port or free_base_port(len(REGIONS))
-    argv = [
-        *mrcache_argv(),
-        "up",
-        "--regions",
-        ",".join(REGIONS),
-        "--base-port",
-        str(base_port),
-        "--state-dir",
-        str(state_dir),
-    ]
-    if args.config is not None:
-        argv += ["--config", str(args.config)]
+    argv = up_argv(REGIONS, base_port, state_dir, args.config)
     up = ManagedProcess("mrcache-up", argv, state_dir / "mrcache-up.log")
     cluster_file = state_dir / "cluster.json"
     print(f"[local] starting: {' '.join(argv)}", flush=True)
