@@ -40,3 +40,12 @@ class Stamper:
         if home == self.region:
             return await self.store.stamps(ns, tags)
         return await self.regions.fetch_stamps(home, ns, tags)
+
+    async def for_write(self, ns: str, tags: tuple[str, ...] = ()) -> Stamps | None:
+        """The stamps for :meth:`RegionStore.write`: None when this region is the
+        namespace's home, so the write stamps the entry itself (on a standalone Redis in
+        the same script, saving a round trip)."""
+        home = self.namespace_home(ns)
+        if home == self.region:
+            return None
+        return await self.regions.fetch_stamps(home, ns, tags)

@@ -164,7 +164,7 @@ async def put_key(
         external_version=external,
         expect_version=expect,
         keep_after_expiry=cfg.stale_while_revalidate,
-        stamps=await rt.stamper(ns, tag_list),
+        stamps=await rt.stamper.for_write(ns, tag_list),
     )
     replicate = cfg.propagation == "replicate"
     await rt.publisher.publish(
