@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import random
 import shutil
 import sys
@@ -50,6 +49,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from bench.proc import by_kind, cpu_all, cpu_s, peak_rss_mb
 from bench.propagation import run_async, up_argv
 from libs.common import events, keys
 from libs.common.kafka import client_options, ensure_topics, make_consumer
@@ -195,18 +195,6 @@ def _scrape(text: str, region: str) -> tuple[float, float]:
     return total, invalid
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def _drain(cluster: dict[str, Any], n: int, value: bytes, floor_rate: float) -> SizeResult:
     relays = {r: cluster["services"][f"invalidation_relay:{r}"] for r in REGIONS}
     pids = {r: cluster["processes"][f"invalidation_relay:{r}"] for r in REGIONS}
@@ -220,9 +208,9 @@ async def _drain(cluster: dict[str, Any], n: int, value: bytes, floor_rate: floa
             return {r: _scrape(resp.text, r) for r, resp in zip(REGIONS, got, strict=True)}
 
         before = await counts()
-        cpu0 = {r: _cpu_s(pids[r]) for r in REGIONS}
+        cpu0 = {r: cpu_s(pids[r]) for r in REGIONS}
         every = {name: int(pid) for name, pid in cluster["processes"].items()}
-        every_cpu0 = {name: _cpu_s(pid) for name, pid in every.items()}
+        every_cpu0 = cpu_all(every)
         started = time.monotonic()
         publishing = asyncio.create_task(
             _publish(cluster["kafka"], "mrcache.invalidations", messages)
@@ -241,13 +229,11 @@ async def _drain(cluster: dict[str, Any], n: int, value: bytes, floor_rate: floa
             for r in REGIONS:
                 if r not in finished and now[r][0] - before[r][0] >= n:
                     finished[r] = time.monotonic() - started
-                    cpu[r] = _cpu_s(pids[r]) - cpu0[r]
+                    cpu[r] = cpu_s(pids[r]) - cpu0[r]
         publish_s = await publishing
-        spent = {name: _cpu_s(pid) - every_cpu0[name] for name, pid in every.items()}
+        spent = by_kind(every_cpu0, cpu_all(every))
     result = SizeResult(n, publish_s, n / floor_rate, floor_rate)
-    for name, seconds in spent.items():
-        role = name.split(":", 1)[0]
-        result.cpu_by_role[role] = round(result.cpu_by_role.get(role, 0.0) + seconds, 2)
+    result.cpu_by_role = {role: round(seconds, 2) for role, seconds in spent.items()}
     result.dead_lettered = int(sum(now[r][1] - before[r][1] for r in REGIONS))
     for r in REGIONS:
         if r not in finished:
@@ -260,7 +246,7 @@ async def _drain(cluster: dict[str, Any], n: int, value: bytes, floor_rate: floa
             left = n - (published[1][r][0] - before[r][0])
             own = left / (finished[r] - published[0])
         result.regions[r] = RegionDrain(
-            finished[r], rate, own, own / floor_rate, cpu[r], _peak_rss_mb(pids[r])
+            finished[r], rate, own, own / floor_rate, cpu[r], peak_rss_mb(pids[r])
         )
     result.sample_errors += await _check_sample(cluster, tag, n, base_version, value)
     return result

@@ -169,7 +169,9 @@ def run_local(args: argparse.Namespace, cfg: RunConfig) -> PlatformResult:
             f"regional_cache (127.0.0.1:{base_port}+i) and a relay, all on 127.0.0.1"
         )
         print(f"[local] up in {time.monotonic() - started:.1f} s; {topology}", flush=True)
-        target = Target(home=REGIONS[0], regions=regions, e2e_region=REGIONS[1])
+        target = Target(
+            home=REGIONS[0], regions=regions, e2e_region=REGIONS[1], pids=dict(processes)
+        )
         result = run_async(
             measure(
                 target,
@@ -300,6 +302,13 @@ def render_rate(mode: str, r: RateResult) -> str:
         f"benchmark process CPU while writing: {r.bench_cpu:.2f} cores; "
         f"machine load average (1 min): {r.load1:.1f}"
     )
+    if r.cpu_us_per_write:
+        spent = sorted(r.cpu_us_per_write.items(), key=lambda kv: -kv[1])
+        lines.append(
+            "platform CPU per write (µs, first write until applied everywhere): "
+            + ", ".join(f"{kind} {us:,.0f}" for kind, us in spent)
+            + f"; total {sum(r.cpu_us_per_write.values()):,.0f}"
+        )
     if r.achieved < 0.95 * r.rate:
         lines.append(
             f"NOTE: the target rate was not reached ({r.achieved / r.rate:.0%}): requests "

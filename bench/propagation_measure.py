@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import httpx
 from redis.asyncio import Redis
 
+from bench.proc import by_kind, cpu_all
 from bench.propagation_http import HttpError, HttpPool
 from libs.common import keys
 
@@ -76,6 +77,8 @@ class Target:
     home: str
     regions: dict[str, RegionTarget]
     e2e_region: str
+    # the platform's processes (cluster.json), for CPU per write; empty when not local
+    pids: dict[str, int] = field(default_factory=dict)
 
     @property
     def others(self) -> list[str]:
@@ -231,6 +234,9 @@ class RateResult:
     regions: list[RegionResult]
     bench_cpu: float  # this process's CPU while writing, in cores (is the client the limit?)
     load1: float  # the machine's 1-minute load average at the end of the writes
+    # CPU microseconds per acknowledged write, by process kind, from the first write until
+    # every region applied the last (local runs only)
+    cpu_us_per_write: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -561,12 +567,14 @@ async def _run_rate(
                 probes.add(task)
                 task.add_done_callback(probes.discard)
 
+    procs0 = cpu_all(target.pids)
     cpu0, wall0 = time.process_time(), time.monotonic()
     writer = await write_open_loop(home, cfg, rate, on_ack)
     bench_cpu = (time.process_time() - cpu0) / max(1e-9, time.monotonic() - wall0)
     load1 = os.getloadavg()[0]
     for w in watchers.values():
         await w.drain(cfg.drain_timeout)
+    spent = by_kind(procs0, cpu_all(target.pids))
     if probes:
         await asyncio.wait(probes, timeout=cfg.drain_timeout + 10.0)
         for task in probes:
@@ -616,6 +624,9 @@ async def _run_rate(
         regions=regions,
         bench_cpu=bench_cpu,
         load1=load1,
+        cpu_us_per_write={kind: round(seconds / writer.ok * 1e6) for kind, seconds in spent.items()}
+        if writer.ok
+        else {},
     )
 
 
