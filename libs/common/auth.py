@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from libs.common.config import AuthKey
 
 SCOPES = ("read", "write", "invalidate", "admin")
+# the header carrying the internal token of region-to-region routes (/internal/...)
+INTERNAL_HEADER = "x-mrcache-internal"
 
 
 @dataclass(frozen=True, slots=True)

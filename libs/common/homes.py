@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from libs.common.config import NamespaceConfig
+from libs.common.config import NamespaceConfig, PlatformConfig
 
 
 def home_region(cfg: NamespaceConfig, regions: Sequence[str], ns: str, key: str | None) -> str:
@@ -24,3 +24,20 @@ def home_region(cfg: NamespaceConfig, regions: Sequence[str], ns: str, key: str 
 
 def _weight(region: str, item: str) -> bytes:
     return hashlib.blake2b(f"{region}\x00{item}".encode(), digest_size=8).digest()
+
+
+def home_finder(platform: PlatformConfig) -> Callable[[str, str | None], str]:
+    """``home(ns, key)`` for the platform, each namespace's effective config resolved once
+    (up to 10,000 namespaces kept)."""
+    configs: dict[str, NamespaceConfig] = {}
+    regions = platform.platform.regions
+
+    def home(ns: str, key: str | None) -> str:
+        cfg = configs.get(ns)
+        if cfg is None:
+            cfg = platform.namespace(ns)
+            if len(configs) < 10_000:
+                configs[ns] = cfg
+        return home_region(cfg, regions, ns, key)
+
+    return home

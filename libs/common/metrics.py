@@ -186,22 +186,39 @@ class Metrics:
         # region T seconds after it; delay is a label such as "1s"
         self.meter_checks = Counter(
             "mrcache_meter_checks",
-            "Meter reads of a sampled write, by region, delay and result (fresh|stale|error).",
+            "Meter probes after a sampled invalidation, by region, delay and result "
+            "(fresh|stale|not_cached|error; the keys' home regions are left out).",
             ["region", "delay", "result"],
             registry=r,
         )
         self.meter_freshness = Gauge(
             "mrcache_meter_freshness_ratio",
-            "Fraction of fresh reads among fresh and stale over the meter's rolling window.",
+            "Fraction of fresh reads among fresh and stale over the meter's rolling window "
+            "(NaN when the window holds none).",
+            ["region", "delay"],
+            registry=r,
+        )
+        self.meter_error_ratio = Gauge(
+            "mrcache_meter_error_ratio",
+            "Fraction of the meter's probes in its rolling window that got no usable answer.",
+            ["region", "delay"],
+            registry=r,
+        )
+        self.meter_stale_bound = Gauge(
+            "mrcache_meter_stale_upper_bound",
+            "Upper 95% confidence limit (Clopper-Pearson) of the stale rate since the start.",
             ["region", "delay"],
             registry=r,
         )
         self.meter_sampled = Counter(
-            "mrcache_meter_sampled_events", "Key events the meter sampled.", registry=r
+            "mrcache_meter_sampled_events",
+            "Invalidations the meter sampled, by kind (key|delete|namespace|tag|debezium).",
+            ["kind"],
+            registry=r,
         )
         self.meter_skipped = Counter(
             "mrcache_meter_checks_skipped",
-            "Checks not run, by reason: late (started after their time) or overflow.",
+            "Checks not run, by reason: late (started after their time), overflow or shed.",
             ["delay", "reason"],
             registry=r,
         )

@@ -66,6 +66,8 @@ class ReadResult:
     # the raw version held (value or tombstone, valid or not); 0 when nothing is held
     held_version: int
     entry: Entry | None = None
+    # a tombstone's or remembered 404's namespace generation (0 when it has none)
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,7 +666,7 @@ def _judge(fields: list[bytes | None], gen: bytes | None) -> ReadResult:
         stamped = egen is not None and gen is not None and kind is not Lookup.SUPERSEDED
         if stamped and int(egen) < int(gen):  # type: ignore[arg-type]
             return ReadResult(Lookup.INVALIDATED, held)
-        return ReadResult(kind, held)
+        return ReadResult(kind, held, generation=int(egen) if egen else 0)
     if value is None or written is None or expires is None or egen is None:
         return ReadResult(Lookup.ABSENT, held)  # a partial hash: evicted mid-way, never served
     # no generation: the namespace was never invalidated here (meta is never evicted,

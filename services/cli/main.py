@@ -16,14 +16,18 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
+from libs.common.auth import INTERNAL_HEADER
+from libs.common.config import load_platform_config
 from libs.common.errors import ConfigError
+from libs.common.homes import home_finder
 from libs.common.naming import MAX_WARM_KEYS
 from libs.common.settings import KafkaSettings
 from services.cli import down, status, up, warm
 from services.cli.errors import CliError
 from services.cli.state import read_state
 from services.cli.table import render
-from services.meter.meter import TABLE_HEADERS, Meter, format_delay, measure
+from services.meter.meter import Meter, measure
+from services.meter.report import TABLE_HEADERS, format_delay
 
 DEFAULT_STATE_DIR = Path(".mrcache")
 
@@ -62,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.duration,
                 delays=args.delays,
                 sample_rate=args.sample_rate,
+                max_check_rate=args.max_check_rate,
             )
         return status.run(state_dir=args.state_dir)
     except ConfigError as exc:
@@ -132,12 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd = commands.add_parser(
         "check",
         help="measure how fresh each region reads after a write (run load meanwhile)",
-        description="Samples the writes published while it runs, reads each one in every "
-        "region DELAY seconds after it was written, and prints per region and delay the "
-        "fraction of reads that were fresh (not an older version), as a percentage and as "
-        "nines. Only writes made during the --duration window are measured: run your load "
-        "against the platform meanwhile (with no writes, it says so). Set MRCACHE_API_KEY "
-        "when the regions require API keys.",
+        description="Samples the invalidations published while it runs (key writes and "
+        "deletes, namespace and tag invalidations, Debezium change events), asks every "
+        "region DELAY seconds after each what it would serve a client for its keys (without "
+        "filling or refreshing anything), and prints per region and delay (each key's home "
+        "region apart) how many answers were fresh, stale (an older version, or a copy or "
+        "404 the invalidation voided), not cached or errors, the stale rate's upper bound at "
+        "95%% confidence and the nines it supports. Only events published during the "
+        "--duration window are measured: run your load meanwhile (with none, it says so). "
+        "Set MRCACHE_INTERNAL_TOKEN when the regions require API keys.",
     )
     check_cmd.add_argument(
         "--duration",
@@ -157,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_rate,
         default=0.1,
         help="fraction of writes checked, chosen by a hash of the event id (default 0.1)",
+    )
+    check_cmd.add_argument(
+        "--max-check-rate",
+        type=float,
+        default=0.0,
+        help="checks a second at most, whatever the write rate; more are shed and counted "
+        "(default 0: no limit)",
     )
 
     warm_cmd = commands.add_parser(
@@ -197,23 +212,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check(*, state_dir: Path, duration: float, delays: Sequence[float], sample_rate: float) -> int:
+def check(
+    *,
+    state_dir: Path,
+    duration: float,
+    delays: Sequence[float],
+    sample_rate: float,
+    max_check_rate: float = 0.0,
+) -> int:
     """``mrcache check``: meter the running platform for ``duration`` seconds, print the table."""
     state = read_state(state_dir)
-    key = os.environ.get("MRCACHE_API_KEY")
+    platform = load_platform_config(Path(state.config)) if state.config else None
+    headers: dict[str, str] = {}
+    if token := os.environ.get("MRCACHE_INTERNAL_TOKEN"):
+        headers[INTERNAL_HEADER] = token
+    if key := os.environ.get("MRCACHE_API_KEY"):
+        headers["Authorization"] = f"Bearer {key}"
     meter = Meter(
         KafkaSettings(bootstrap=state.kafka),
         {name: endpoints.url for name, endpoints in state.regions.items()},
         sample_rate=sample_rate,
         delays=delays,
-        headers={"Authorization": f"Bearer {key}"} if key else None,
+        max_check_rate=max_check_rate,
+        headers=headers,
+        home_of=home_finder(platform) if platform is not None else None,
+        debezium=platform.relay.debezium if platform is not None else (),
     )
     waits = ", ".join(format_delay(d) for d in meter.delays)
 
     def started() -> None:
         print(
-            f"mrcache check: measuring writes for {duration:g} s "
-            f"(sample rate {sample_rate:g}, reads after {waits})",
+            f"mrcache check: measuring invalidations for {duration:g} s "
+            f"(sample rate {sample_rate:g}, probes after {waits})",
             file=sys.stderr,
             flush=True,
         )
@@ -231,15 +261,26 @@ def check(*, state_dir: Path, duration: float, delays: Sequence[float], sample_r
         )
         return 0
     print(render(TABLE_HEADERS, report.table_rows()))
+    kinds = ", ".join(f"{n} {kind}" for kind, n in report.sampled.items())
     print(
-        f"\n{report.sampled_events} writes sampled in {duration:g} s (sample rate "
-        f"{sample_rate:g}), each read in every region after {waits}; fresh = not an older "
-        "version (a 404 counts as fresh); errors are not in the fraction"
+        f"\n{report.sampled_events} invalidations sampled in {duration:g} s ({kinds}; sample "
+        f"rate {sample_rate:g}), their keys probed in every region after {waits}.\n"
+        "fresh: not an older version than the event's; stale: an older version, or a copy "
+        "or 404 the event voided; not cached: the region would fill from the home region "
+        "or the origin. FRESH % is among fresh and stale; STALE ≤ is the stale rate's upper "
+        "bound at 95% confidence (Clopper-Pearson), NINES the nines that bound supports."
     )
     if report.late:
         print(
-            f"{report.late} checks skipped: they could not start within "
+            f"{report.late} checks skipped (LATE): they could not start within "
             f"{meter.max_lateness:g} s of their time"
+        )
+    if report.overflow or report.shed:
+        print(f"{report.overflow} checks dropped (queue full), {report.shed} shed (rate cap)")
+    if report.published_late:
+        print(
+            f"{report.published_late} events reached the broker over 1 s after their write "
+            f"(up to {report.publish_lag_max_ms / 1000:.1f} s: an outbox drained late)"
         )
     if report.pending:
         print(f"{report.pending} checks did not finish in time and are not counted")

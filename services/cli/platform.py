@@ -276,4 +276,5 @@ def describe(plan: Plan, supervisor: Supervisor) -> ClusterState:
         },
         restarts=dict(supervisor.restarts),
         on_failure=supervisor.on_failure,
+        config=str(plan.config_path),
     )

@@ -57,6 +57,8 @@ class ClusterState(BaseModel):
     # how often the supervisor restarted each process since `up` began
     restarts: dict[str, int] = Field(default_factory=dict)
     on_failure: str = "restart"
+    # the platform config file every service reads (homes, Debezium topics: the meter's)
+    config: str | None = None
     written_at: float = Field(default=0.0, exclude=True)
 
 

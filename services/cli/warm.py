@@ -21,10 +21,10 @@ from typing import Any, TextIO
 
 import httpx
 
+from libs.common.auth import INTERNAL_HEADER
 from services.cli.errors import CliError
 from services.cli.state import read_state
 
-_INTERNAL = "x-mrcache-internal"
 _BAR = 30
 
 
@@ -103,7 +103,7 @@ def warm(
     out: TextIO,
 ) -> WarmResult:
     token = os.environ.get("MRCACHE_INTERNAL_TOKEN")
-    headers = {_INTERNAL: token} if token else {}
+    headers = {INTERNAL_HEADER: token} if token else {}
     started = time.monotonic()
     with httpx.Client(timeout=30, trust_env=False, headers=headers) as client:
         params: dict[str, Any] = {"top": top} | ({"ns": ns} if ns else {})

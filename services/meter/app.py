@@ -1,8 +1,10 @@
 """The meter process: the Meter runs inside a small HTTP app (health, readiness, metrics, report).
 
-``GET /v1/report`` returns, per region and delay, the checks since the meter
-started and the fresh fraction of its rolling window; ``/metrics`` exposes
-``mrcache_meter_checks_total`` and ``mrcache_meter_freshness_ratio``.
+``GET /v1/report`` returns, per region and delay (home keys apart), the checks
+since the meter started with the stale rate's 95 % upper bound, and the rolling
+window's fresh and error fractions; ``/metrics`` exposes
+``mrcache_meter_checks_total``, ``mrcache_meter_freshness_ratio``,
+``mrcache_meter_error_ratio`` and ``mrcache_meter_stale_upper_bound``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from libs.common.auth import INTERNAL_HEADER
+from libs.common.homes import home_finder
 from libs.common.metrics import Metrics
 from libs.common.responses import JsonResponse
 from libs.common.sidecar import sidecar_app
@@ -20,13 +24,22 @@ from services.meter.settings import MeterSettings
 
 
 def build_meter(settings: MeterSettings) -> Meter:
-    urls = settings.urls(settings.platform())
-    key = settings.api_key
+    platform = settings.platform()
+    urls = settings.urls(platform)
+    headers: dict[str, str] = {}
+    if settings.internal_token is not None:
+        headers[INTERNAL_HEADER] = settings.internal_token.get_secret_value()
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
     return Meter(
         settings.kafka,
         urls,
         metrics=Metrics(),
         sample_rate=settings.sample_rate,
+        invalidation_sample_rate=settings.invalidation_sample_rate,
+        max_check_rate=settings.max_check_rate,
+        home_of=home_finder(platform),
+        debezium=platform.relay.debezium,
         delays=settings.delays,
         concurrency=settings.concurrency,
         timeout=settings.timeout,
@@ -34,7 +47,7 @@ def build_meter(settings: MeterSettings) -> Meter:
         window_seconds=settings.window_seconds,
         window_checks=settings.window_checks,
         max_pending=settings.max_pending,
-        headers={"Authorization": f"Bearer {key.get_secret_value()}"} if key else None,
+        headers=headers,
     )
 
 

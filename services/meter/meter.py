@@ -1,25 +1,24 @@
-"""The consistency meter: how fresh every region reads T seconds after a write.
+"""The consistency meter: what clients of every region are served T seconds after each
+invalidation.
 
-It follows the event topic from its end (it measures new writes), samples key
-events by a hash of their id (so a rerun over the same stream samples the same
-events), and at ``event.ts_ms + T`` for each configured delay T reads the key
-in every region with a plain ``GET``, as a client would. A region is
+It follows the event topic (and the Debezium topics the relays consume) from its
+end, samples events by a hash of their id (a rerun over the same stream samples
+the same events), turns each sampled invalidation into targets
+(:mod:`services.meter.verdict`: the key of a key event; for a namespace or tag
+invalidation, keys it saw written before it) and, at the event's broker
+timestamp + T for each delay T, asks every region what it would serve for each
+target (``POST /internal/v1/probe``: no fill, no refresh, no hot-key count), then
+judges the answer: fresh, stale (an older version, or a copy or 404 the
+invalidation voided), not cached (the region would serve nothing of its own), or
+error. Checks of a key's home region are counted apart.
 
-* *fresh* when it does not serve an older version than the event's: a 200 whose
-  ``ETag`` version is at least the event's, or a 404 (missing is never stale:
-  the key may be deleted, expired, or simply not cached);
-* *stale* when it answers 200 with an older ``ETag`` version;
-* *error* on anything else (5xx, timeouts, refused connections): counted on its
-  own, never in the fraction.
-
-The read carries ``Cache-Control: only-if-cached``: a region answers from what it
-holds, or 504 when it holds no valid copy, and never fills from the home region
-for the meter, so measuring does not change what is measured. No
-``min_version`` (that would force a fresh answer) and no conditional headers.
-
-A check that cannot start within ``max_lateness`` seconds of its time (the
-meter consumed the event late, or too many checks were due at once) is skipped
-and counted as *late* rather than measured at a longer delay than it claims.
+Each region has its own queue and its own requests in flight, so one slow or
+hung region does not take checks from the others. A check that cannot be sent
+within ``max_lateness`` of its time is skipped and counted late in its cell,
+rather than measured at a longer delay than it claims; the lag of every check
+that ran is recorded. Delays run from the record's Kafka timestamp (when it was
+handed to the broker), so events an outbox published late are still checked;
+how late they were published is reported too.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
@@ -43,24 +42,25 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from libs.common import events
-from libs.common.errors import InvalidEvent, InvalidVersion
+from libs.common.debezium import DebeziumMapping, to_event
+from libs.common.errors import InvalidEvent
 from libs.common.events import Event
 from libs.common.kafka import follow_from_end, make_consumer, records
 from libs.common.metrics import Metrics
-from libs.common.naming import path_segment
 from libs.common.settings import KafkaSettings
-from libs.common.versions import parse_version
+from services.meter.report import Report, Tally, Window, delay_label, row_of
+from services.meter.stats import stale_upper_bound
+from services.meter.verdict import KINDS, Recent, Target, judge, targets
 
 log = logging.getLogger(__name__)
 
-Result = Literal["fresh", "stale", "error"]
-RESULTS: tuple[Result, ...] = ("fresh", "stale", "error")
 DEFAULT_DELAYS = (1.0, 5.0, 60.0)
-TABLE_HEADERS = ("REGION", "DELAY", "CHECKS", "FRESH", "STALE", "ERRORS", "FRESH %", "NINES")
-_RETRY_MAX = 2.0
-
-
-# --- arithmetic (pure) --------------------------------------------------------------------
+PROBE_PATH = "/internal/v1/probe"
+# keys one probe request asks about (the route takes up to 500)
+PROBE_BATCH = 200
+# an event that reached the broker this long after its write was published late
+_PUBLISHED_LATE_MS = 1000.0
+_GAUGE_EVERY = 5.0
 
 
 def sampled(event_id: str, rate: float) -> bool:
@@ -73,241 +73,41 @@ def sampled(event_id: str, rate: float) -> bool:
     return int.from_bytes(digest, "big") < rate * 2**64
 
 
-_ONLY_IF_CACHED = {"Cache-Control": "only-if-cached"}
-
-
-def classify(status: int | None, etag: str | None, version: int) -> Result:
-    """One region's answer to a read of a key whose event carries ``version``.
-
-    ``status`` is None when no answer came (timeout, connection refused).
-    """
-    if status == 200:
-        if etag is None:
-            return "error"
-        try:
-            held = parse_version(etag, what="ETag")
-        except InvalidVersion:
-            return "error"
-        return "fresh" if held >= version else "stale"
-    # 404: deleted, expired or absent; 504: not cached here (only-if-cached) — neither
-    # serves an older version
-    if status in (404, 504):
-        return "fresh"
-    return "error"
-
-
-def fresh_ratio(fresh: int, stale: int) -> float | None:
-    """Fresh among fresh and stale (errors count in neither); None with nothing counted."""
-    counted = fresh + stale
-    return fresh / counted if counted else None
-
-
-def nines(fresh: int, stale: int) -> float | None:
-    """``-log10(1 - fraction fresh)``; ``inf`` when nothing was stale, None with no data."""
-    counted = fresh + stale
-    if not counted:
-        return None
-    if not stale:
-        return math.inf
-    return max(0.0, -math.log10(stale / counted))  # never -0.0
-
-
-def nines_resolution(fresh: int, stale: int) -> float:
-    """The most nines ``fresh + stale`` checks can show: one stale in them gives this many."""
-    return math.log10(fresh + stale) if fresh + stale else 0.0
-
-
-def format_percent(fresh: int, stale: int) -> str:
-    """``99.76%``; ``100%`` only when nothing was stale (never rounded up to it)."""
-    ratio = fresh_ratio(fresh, stale)
-    if ratio is None:
-        return "-"
-    if not stale:
-        return "100%"
-    percent = 100 * ratio
-    for digits in range(2, 10):
-        text = f"{percent:.{digits}f}"
-        if float(text) < 100:
-            return f"{text}%"
-    return f"{percent!r}%"
-
-
-def format_nines(fresh: int, stale: int) -> str:
-    """``2.6 nines``; ``≥ 2.6 nines`` when every check was fresh (the sample's resolution)."""
-    value = nines(fresh, stale)
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        bound = math.floor(nines_resolution(fresh, stale) * 10) / 10
-        return f"≥ {bound:.1f} nines"
-    return f"{value:.1f} nines"
-
-
-def format_delay(delay: float) -> str:
-    return f"{delay:g} s"
-
-
-def delay_label(delay: float) -> str:
-    """The ``delay`` label of the meter's metrics, as in ``1s``."""
-    return f"{delay:g}s"
-
-
-def key_path(ns: str, key: str) -> str:
-    return f"/v1/ns/{path_segment(ns)}/keys/{path_segment(key)}"
-
-
-# --- results ------------------------------------------------------------------------------
-
-
-@dataclass
-class Tally:
-    """Results of one region at one delay since the meter started."""
-
-    fresh: int = 0
-    stale: int = 0
-    errors: int = 0
-    # fresh answers the region filled from the key's home region for this very read
-    misses: int = 0
-
-    def add(self, result: Result, *, miss: bool = False) -> None:
-        if result == "fresh":
-            self.fresh += 1
-            self.misses += miss
-        elif result == "stale":
-            self.stale += 1
-        else:
-            self.errors += 1
-
-
-class Window:
-    """Fresh and stale results of the last ``seconds``, at most ``size`` of them."""
-
-    def __init__(self, seconds: float, size: int) -> None:
-        self.seconds = seconds
-        self.size = size
-        self._items: deque[tuple[float, bool]] = deque()
-        self.fresh = 0
-
-    def add(self, now: float, fresh: bool) -> None:
-        self._items.append((now, fresh))
-        self.fresh += fresh
-        while len(self._items) > self.size:
-            self._pop()
-        self.prune(now)
-
-    def prune(self, now: float) -> None:
-        while self._items and self._items[0][0] < now - self.seconds:
-            self._pop()
-
-    def ratio(self) -> float | None:
-        return self.fresh / len(self._items) if self._items else None
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def _pop(self) -> None:
-        _, fresh = self._items.popleft()
-        self.fresh -= fresh
-
-
-@dataclass(frozen=True)
-class Row:
-    region: str
-    delay: float
-    fresh: int
-    stale: int
-    errors: int
-    misses: int
-    window_ratio: float | None
-
-    @property
-    def checks(self) -> int:
-        return self.fresh + self.stale + self.errors
-
-    def cells(self) -> tuple[str, ...]:
-        """One line of the printed table, in the order of :data:`TABLE_HEADERS`."""
-        return (
-            self.region,
-            format_delay(self.delay),
-            str(self.checks),
-            str(self.fresh),
-            str(self.stale),
-            str(self.errors),
-            format_percent(self.fresh, self.stale),
-            format_nines(self.fresh, self.stale),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        value = nines(self.fresh, self.stale)
-        return {
-            "region": self.region,
-            "delay": self.delay,
-            "checks": self.checks,
-            "fresh": self.fresh,
-            "stale": self.stale,
-            "errors": self.errors,
-            "misses": self.misses,
-            "fresh_ratio": fresh_ratio(self.fresh, self.stale),
-            # null when nothing was stale (or nothing counted): see nines_at_least
-            "nines": value if value is not None and math.isfinite(value) else None,
-            "nines_at_least": (
-                nines_resolution(self.fresh, self.stale)
-                if value is not None and math.isinf(value)
-                else None
-            ),
-            "fresh_percent": format_percent(self.fresh, self.stale),
-            "window_fresh_ratio": self.window_ratio,
-        }
-
-
-@dataclass(frozen=True)
-class Report:
-    sample_rate: float
-    delays: tuple[float, ...]
-    sampled_events: int
-    # checks skipped because they could not start within max_lateness of their time
-    late: int
-    # checks dropped because max_pending were already waiting
-    overflow: int
-    invalid_events: int
-    pending: int
-    rows: tuple[Row, ...]
-
-    @property
-    def checks(self) -> int:
-        return sum(row.checks for row in self.rows)
-
-    def table_rows(self) -> list[tuple[str, ...]]:
-        return [row.cells() for row in self.rows]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "sample_rate": self.sample_rate,
-            "delays": list(self.delays),
-            "sampled_events": self.sampled_events,
-            "skipped": {"late": self.late, "overflow": self.overflow},
-            "invalid_events": self.invalid_events,
-            "pending": self.pending,
-            "rows": [row.as_dict() for row in self.rows],
-        }
-
-
-# --- the meter ----------------------------------------------------------------------------
-
-
 @dataclass(order=True, frozen=True)
 class _Due:
     at: float
     seq: int
     delay: float = field(compare=False)
-    event: Event = field(compare=False)
+    targets: tuple[Target, ...] = field(compare=False)
+
+
+class _Budget:
+    """A token bucket of checks a second (0 = no limit), so a long run costs a bounded
+    amount whatever the write rate."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.tokens = rate
+        self.at = clock()
+
+    def take(self, n: int) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < n:
+            return False
+        self.tokens -= n
+        return True
 
 
 class Meter:
-    """Samples the event stream and reads each sampled write in every region after each delay.
+    """Samples invalidations and probes their keys in every region after each delay.
 
     ``start()`` / ``stop()`` own its tasks; ``ready`` once it follows the end of every
-    partition (writes published after that are seen).
+    partition (events published after that are seen).
     """
 
     def __init__(
@@ -317,14 +117,18 @@ class Meter:
         *,
         metrics: Metrics | None = None,
         sample_rate: float = 0.1,
+        invalidation_sample_rate: float = 1.0,
         delays: Sequence[float] = DEFAULT_DELAYS,
-        concurrency: int = 32,
+        concurrency: int = 8,
         timeout: float = 2.0,
         max_lateness: float = 0.5,
         window_seconds: float = 600.0,
         window_checks: int = 10_000,
         max_pending: int = 100_000,
+        max_check_rate: float = 0.0,
         headers: Mapping[str, str] | None = None,
+        home_of: Callable[[str, str], str | None] | None = None,
+        debezium: Sequence[DebeziumMapping] = (),
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -332,35 +136,52 @@ class Meter:
             raise ValueError("the meter needs the URL of at least one region")
         if not delays or any(not d > 0 for d in delays):
             raise ValueError(f"delays must be positive seconds, got {list(delays)}")
-        if not 0.0 <= sample_rate <= 1.0:
-            raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate}")
+        for name, rate in (
+            ("sample_rate", sample_rate),
+            ("invalidation", invalidation_sample_rate),
+        ):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {rate}")
         self.kafka = kafka
         self.urls = {region: url.rstrip("/") for region, url in region_urls.items()}
         self.metrics = metrics or Metrics()
         self.sample_rate = sample_rate
+        self.invalidation_sample_rate = invalidation_sample_rate
         self.delays = tuple(sorted(set(delays)))
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_lateness = max_lateness
         self.max_pending = max_pending
         self.headers = dict(headers or {})
+        self.home_of = home_of
+        self.debezium = {m.topic: m for m in debezium}
         self.clock = clock
         self.transport = transport
-        # events published after this (epoch ms) are not sampled; None: no end
+        # only events handed to the broker in [since_ms, until_ms] (epoch ms) are sampled;
+        # earlier ones still tell which keys a namespace or tag holds (None: no bound)
+        self.since_ms: int | None = None
         self.until_ms: int | None = None
-        self.tallies = {(r, d): Tally() for r in self.urls for d in self.delays}
+        self.recent = Recent()
+        self.tallies = {
+            (r, d, home): Tally() for r in self.urls for d in self.delays for home in (False, True)
+        }
         self.windows = {
             (r, d): Window(window_seconds, window_checks) for r in self.urls for d in self.delays
         }
-        self.sampled_events = 0
-        self.late = 0
+        self.sampled: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.overflow = 0
+        self.shed = 0
         self.invalid_events = 0
+        self.published_late = 0
+        self.publish_lag_max_ms = 0.0
+        self._budget = _Budget(max_check_rate, time.monotonic)
         self._due: list[_Due] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._checks: set[asyncio.Task[None]] = set()
+        self._queues: dict[str, deque[tuple[_Due, Target]]] = {r: deque() for r in self.urls}
+        self._queued = {r: asyncio.Event() for r in self.urls}
+        self._slots = {r: asyncio.Semaphore(concurrency) for r in self.urls}
+        self._probes: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._http: httpx.AsyncClient | None = None
@@ -368,7 +189,7 @@ class Meter:
 
     @property
     def ready(self) -> bool:
-        """Following the end of every partition of the topic, with its tasks running."""
+        """Following the end of every partition of the topics, with its tasks running."""
         return (
             self._positioned
             and bool(self._tasks)
@@ -379,11 +200,12 @@ class Meter:
 
     @property
     def pending(self) -> int:
-        """Checks waiting for their time or running."""
-        return len(self._due) + len(self._checks)
+        """Checks waiting for their time, queued for a region, or running."""
+        queued = sum(len(q) for q in self._queues.values())
+        return sum(len(d.targets) for d in self._due) + queued + len(self._probes)
 
     async def start(self, *, follow: bool = True) -> None:
-        """Start checking; with ``follow`` (the default) also follow the event topic.
+        """Start checking; with ``follow`` (the default) also follow the topics.
 
         Without it the caller feeds events through :meth:`offer`.
         """
@@ -395,15 +217,19 @@ class Meter:
             trust_env=False,
             transport=self.transport,
         )
-        self._tasks = [asyncio.create_task(self._dispatch(), name="meter-dispatch")]
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="meter-dispatch"),
+            asyncio.create_task(self._gauges(), name="meter-gauges"),
+            *(asyncio.create_task(self._region(r), name=f"meter-region-{r}") for r in self.urls),
+        ]
         if follow:
-            # no consumer group: every meter sees every partition, from the end (seek below)
-            # checks run their delay after each write: fetches that wait up to a quarter
-            # of the shortest one (at most 200 ms) spare the broker (the relays wait
-            # 20 ms, which is their lag)
+            # no consumer group: every meter sees every partition, from the end (seek below).
+            # Checks run their delay after each event: fetches that wait up to a quarter
+            # of the shortest one (at most 200 ms) spare the broker
             wait = max(self.kafka.fetch_max_wait_ms, min(200, int(min(self.delays) * 250)))
             lazy = self.kafka.model_copy(update={"fetch_max_wait_ms": wait})
-            self._consumer = make_consumer(lazy, self.kafka.topic, group_id=None)
+            topics = [self.kafka.topic, *self.debezium]
+            self._consumer = make_consumer(lazy, *topics, group_id=None)
             try:
                 await self._consumer.start()
             except BaseException:
@@ -432,13 +258,13 @@ class Meter:
         return True
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._checks]:
+        for task in [*self._tasks, *self._probes]:
             task.cancel()
-        for task in [*self._tasks, *self._checks]:
+        for task in [*self._tasks, *self._probes]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        self._checks.clear()
+        self._probes.clear()
         if self._consumer is not None:
             with contextlib.suppress(KafkaError, OSError):
                 await self._consumer.stop()
@@ -451,27 +277,24 @@ class Meter:
     def report(self) -> Report:
         now = time.monotonic()
         rows = []
-        for (region, delay), tally in self.tallies.items():
-            window = self.windows[region, delay]
-            window.prune(now)
-            rows.append(
-                Row(
-                    region=region,
-                    delay=delay,
-                    fresh=tally.fresh,
-                    stale=tally.stale,
-                    errors=tally.errors,
-                    misses=tally.misses,
-                    window_ratio=window.ratio(),
-                )
-            )
+        for home in (False, True):
+            for region in self.urls:
+                for delay in self.delays:
+                    window = None if home else self.windows[region, delay]
+                    if window is not None:
+                        window.prune(now)
+                    rows.append(
+                        row_of(region, delay, home, self.tallies[region, delay, home], window)
+                    )
         return Report(
             sample_rate=self.sample_rate,
             delays=self.delays,
-            sampled_events=self.sampled_events,
-            late=self.late,
+            sampled={k: v for k, v in self.sampled.items() if v},
             overflow=self.overflow,
+            shed=self.shed,
             invalid_events=self.invalid_events,
+            published_late=self.published_late,
+            publish_lag_max_ms=self.publish_lag_max_ms,
             pending=self.pending,
             rows=tuple(rows),
         )
@@ -479,18 +302,25 @@ class Meter:
     # -- consuming -------------------------------------------------------------------------
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        await self._position(consumer)
+        ends = await follow_from_end(consumer, "meter")
+        log.info("meter follows %s from offsets %s", [self.kafka.topic, *self.debezium], ends)
+        self._positioned = True
         async for record in records(consumer, "meter"):
             self._take(record)
 
-    async def _position(self, consumer: AIOKafkaConsumer) -> None:
-        """Follow the topic from its end: only writes from now on are measured."""
-        ends = await follow_from_end(consumer, "meter")
-        log.info("meter follows %s from offsets %s", self.kafka.topic, ends)
-        self._positioned = True
-
     def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        # most events are not sampled: a look at two fields spares validating them all,
+        appended = float(record.timestamp) if record.timestamp is not None else None
+        mapping = self.debezium.get(record.topic)
+        if mapping is not None:
+            try:
+                event = to_event(mapping, record.value)
+            except InvalidEvent:
+                self.invalid_events += 1
+                return
+            if event is not None:
+                self.offer(event, appended_ms=appended, debezium=True)
+            return
+        # most events are not sampled: a look at a few fields spares validating them all,
         # which at a system of record's burst rate would cost the meter a core
         try:
             head = orjson.loads(record.value) if record.value is not None else None
@@ -499,38 +329,75 @@ class Meter:
             return
         if isinstance(head, dict):
             kind, event_id = head.get("type"), head.get("id")
-            unsampled = isinstance(event_id, str) and not sampled(event_id, self.sample_rate)
-            if kind != "key" or unsampled:
+            ns, key, tags = head.get("ns"), head.get("key"), head.get("tags")
+            if (
+                kind == "key"
+                and head.get("op") == "set"
+                and isinstance(ns, str)
+                and isinstance(key, str)
+            ):
+                listed = tags if isinstance(tags, list) else []
+                self.recent.saw(ns, key, tuple(t for t in listed if isinstance(t, str)))
+            rate = self.sample_rate if kind == "key" else self.invalidation_sample_rate
+            if isinstance(event_id, str) and not sampled(event_id, rate):
                 return
         try:
             event = events.decode(record.value)
         except InvalidEvent:
             self.invalid_events += 1
             return
-        self.offer(event)
+        self.offer(event, appended_ms=appended)
 
-    def offer(self, event: Event) -> bool:
-        """Schedule the checks of a key event if it is sampled; whether it was."""
-        if event.type != "key" or not sampled(event.id, self.sample_rate):
+    def offer(
+        self, event: Event, *, appended_ms: float | None = None, debezium: bool = False
+    ) -> bool:
+        """Schedule the checks of an invalidation if it is sampled; whether it was.
+        ``appended_ms``: when the broker got it (its record's timestamp); by default the
+        event's own time."""
+        rate = self.sample_rate if event.type == "key" else self.invalidation_sample_rate
+        if not sampled(event.id, rate):
             return False
-        if self.until_ms is not None and event.ts_ms > self.until_ms:
+        at_ms = float(event.ts_ms) if appended_ms is None else appended_ms
+        if self.until_ms is not None and at_ms > self.until_ms:
             return False
-        self.sampled_events += 1
-        self.metrics.meter_sampled.inc()
+        if self.since_ms is not None and at_ms < self.since_ms:
+            return False
+        lag = at_ms - event.ts_ms
+        if lag > _PUBLISHED_LATE_MS and not debezium:
+            self.published_late += 1
+            self.publish_lag_max_ms = max(self.publish_lag_max_ms, lag)
+        found = targets(event, self.recent, self._home(event), debezium=debezium)
+        if not found:
+            return False
+        kind = found[0].kind
+        self.sampled[kind] += 1
+        self.metrics.meter_sampled.labels(kind).inc()
+        if not self._budget.take(len(found) * len(self.delays)):
+            self.shed += len(found) * len(self.delays)
+            for delay in self.delays:
+                self.metrics.meter_skipped.labels(delay_label(delay), "shed").inc(len(found))
+            return False
         for delay in self.delays:
             if len(self._due) >= self.max_pending:
-                self.overflow += 1
-                self.metrics.meter_skipped.labels(delay_label(delay), "overflow").inc()
+                self.overflow += len(found)
+                self.metrics.meter_skipped.labels(delay_label(delay), "overflow").inc(len(found))
                 continue
             heapq.heappush(
-                self._due, _Due(event.ts_ms / 1000 + delay, next(self._seq), delay, event)
+                self._due, _Due(at_ms / 1000 + delay, next(self._seq), delay, tuple(found))
             )
         self._wake.set()
         return True
 
+    def _home(self, event: Event) -> Callable[[str, str], str | None]:
+        if self.home_of is not None:
+            return self.home_of
+        origin = event.origin if event.type == "key" and event.origin in self.urls else None
+        return lambda _ns, _key: origin
+
     # -- checking --------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
+        """Hand each check to every region's queue when its time comes."""
         while True:
             self._wake.clear()
             if not self._due:
@@ -543,50 +410,103 @@ class Meter:
                         await self._wake.wait()
                 continue
             due = heapq.heappop(self._due)
-            await self._slots.acquire()
-            if self.clock() - due.at > self.max_lateness:
-                self._slots.release()
-                self.late += 1
-                self.metrics.meter_skipped.labels(delay_label(due.delay), "late").inc()
+            for region, queue in self._queues.items():
+                for target in due.targets:
+                    if len(queue) >= self.max_pending:
+                        self._skip(region, due, target, "overflow")
+                        continue
+                    queue.append((due, target))
+                self._queued[region].set()
+
+    async def _region(self, region: str) -> None:
+        """Send one region's due checks in batches, ``concurrency`` requests at a time."""
+        queue, queued, slots = self._queues[region], self._queued[region], self._slots[region]
+        while True:
+            if not queue:
+                queued.clear()
+                await queued.wait()
                 continue
-            task = asyncio.create_task(self._check(due))
-            self._checks.add(task)
-            task.add_done_callback(self._check_done)
+            await slots.acquire()
+            now = self.clock()
+            batch: list[tuple[_Due, Target]] = []
+            while queue and len(batch) < PROBE_BATCH:
+                due, target = queue.popleft()
+                if now - due.at > self.max_lateness:
+                    self._skip(region, due, target, "late")
+                else:
+                    batch.append((due, target))
+            if not batch:
+                slots.release()
+                continue
+            task = asyncio.create_task(self._probe(region, batch, now))
+            self._probes.add(task)
+            task.add_done_callback(_release_when_done(self._probes, slots))
 
-    def _check_done(self, task: asyncio.Task[None]) -> None:
-        self._checks.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("meter check failed", exc_info=task.exception())
+    def _skip(self, region: str, due: _Due, target: Target, reason: str) -> None:
+        self.tallies[region, due.delay, target.home == region].late += 1
+        if reason == "overflow":
+            self.overflow += 1
+        self.metrics.meter_skipped.labels(delay_label(due.delay), reason).inc()
 
-    async def _check(self, due: _Due) -> None:
-        event = due.event
-        assert event.key is not None
-        path = key_path(event.ns, event.key)
-        regions = list(self.urls)
-        answers = await asyncio.gather(*(self._read(self.urls[r] + path) for r in regions))
+    async def _probe(self, region: str, batch: list[tuple[_Due, Target]], sent: float) -> None:
+        answers = await self._ask(region, [t for _, t in batch])
         now = time.monotonic()
-        label = delay_label(due.delay)
-        for region, (status, etag, cache) in zip(regions, answers, strict=True):
-            result = classify(status, etag, event.version)
-            self.tallies[region, due.delay].add(result, miss=status == 200 and cache == "MISS")
-            self.metrics.meter_checks.labels(region, label, result).inc()
-            if result == "error":
+        for (due, target), answer in zip(batch, answers, strict=True):
+            verdict = judge(target, answer)
+            home = target.home == region
+            lag_ms = max(0.0, (sent - due.at) * 1000)
+            self.tallies[region, due.delay, home].add(verdict, target.kind, lag_ms)
+            if home:
                 continue
+            label = delay_label(due.delay)
+            self.metrics.meter_checks.labels(region, label, verdict).inc()
             window = self.windows[region, due.delay]
-            window.add(now, result == "fresh")
-            ratio = window.ratio()
-            if ratio is not None:
-                self.metrics.meter_freshness.labels(region, label).set(ratio)
+            window.add(now, verdict)
+            ratio, errors = window.fresh_ratio(), window.error_ratio()
+            self.metrics.meter_freshness.labels(region, label).set(
+                math.nan if ratio is None else ratio
+            )
+            self.metrics.meter_error_ratio.labels(region, label).set(
+                math.nan if errors is None else errors
+            )
 
-    async def _read(self, url: str) -> tuple[int | None, str | None, str | None]:
-        """Status, ETag and X-Cache of a cache-only GET; status None when no answer came."""
+    async def _ask(self, region: str, batch: list[Target]) -> list[Mapping[str, Any] | None]:
+        """The region's probe answers, in order; None each when it gave no usable answer."""
         assert self._http is not None
+        body = {"items": [{"ns": t.ns, "key": t.key} for t in batch]}
         try:
-            response = await self._http.get(url, headers=_ONLY_IF_CACHED)
-        except httpx.HTTPError:
-            return None, None, None
-        return response.status_code, response.headers.get("etag"), response.headers.get("x-cache")
+            response = await self._http.post(self.urls[region] + PROBE_PATH, json=body)
+            items = response.json().get("items") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            items = None
+        if not isinstance(items, list) or len(items) != len(batch):
+            return [None] * len(batch)
+        return [item if isinstance(item, dict) else None for item in items]
+
+    async def _gauges(self) -> None:
+        """The stale-rate bounds, recomputed every few seconds (too dear for every check)."""
+        while True:
+            await asyncio.sleep(_GAUGE_EVERY)
+            for (region, delay, home), tally in self.tallies.items():
+                if home:
+                    continue
+                served = tally.counts["fresh"] + tally.counts["stale"]
+                bound = stale_upper_bound(tally.counts["stale"], served)
+                self.metrics.meter_stale_bound.labels(region, delay_label(delay)).set(
+                    math.nan if bound is None else bound
+                )
+
+
+def _release_when_done(
+    tasks: set[asyncio.Task[None]], slots: asyncio.Semaphore
+) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("meter probe failed", exc_info=task.exception())
+
+    return done
 
 
 async def measure(
@@ -596,7 +516,7 @@ async def measure(
     ready_timeout: float = 30.0,
     on_ready: Callable[[], None] | None = None,
 ) -> Report:
-    """One-shot: measure the writes published during ``duration`` seconds, then report.
+    """One-shot: measure the events published during ``duration`` seconds, then report.
 
     Waits for the last checks (the largest delay after the window closes); checks
     still pending after that are left out of the report (``pending``).

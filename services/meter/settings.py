@@ -25,12 +25,17 @@ class MeterSettings(ServiceSettings):
     region_urls: dict[str, str] = Field(default_factory=dict)
     # fraction of key events checked, chosen by a hash of the event id (reproducible)
     sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.1
+    # fraction of namespace and tag invalidations checked (each probes up to 8 keys)
+    invalidation_sample_rate: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # checks a second at most, whatever the write rate (0 = no limit): a long run's cost
+    max_check_rate: Annotated[float, Field(ge=0)] = 0.0
     # seconds after each sampled write at which every region is read
     delays: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = Field(
         default_factory=lambda: list(DEFAULT_DELAYS)
     )
-    # checks running at once (each reads every region), and the timeout of one read
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
+    # probe requests in flight per region (each asks about up to 200 keys), and the
+    # timeout of one
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
     timeout: Annotated[float, Field(gt=0)] = 2.0
     # a check that cannot start within this of its time is skipped (counted as late)
     max_lateness: Annotated[float, Field(gt=0)] = 0.5
@@ -39,7 +44,9 @@ class MeterSettings(ServiceSettings):
     window_checks: Annotated[int, Field(ge=1)] = 10_000
     # checks waiting for their time at most; more are dropped (counted as overflow)
     max_pending: Annotated[int, Field(ge=1)] = 100_000
-    # sent as "Authorization: Bearer <key>" when the regions require API keys (read scope)
+    # the regions' internal token: the probe is a region-to-region route
+    internal_token: SecretStr | None = None
+    # sent as "Authorization: Bearer <key>" too, for a proxy in front of the regions
     api_key: SecretStr | None = None
 
     @field_validator("region_urls")

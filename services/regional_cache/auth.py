@@ -16,11 +16,11 @@ from urllib.parse import unquote
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from libs.common.auth import Authenticator
+from libs.common.auth import INTERNAL_HEADER, Authenticator
 
 log = logging.getLogger(__name__)
 
-INTERNAL = "x-mrcache-internal"
+INTERNAL = INTERNAL_HEADER
 _OPEN = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 
 

@@ -214,6 +214,14 @@ class NearCache:
         self._hits.inc()
         return copy.entry
 
+    def peek(self, ns: str, key: str) -> Entry | None:
+        """What :meth:`get` would serve, with none of its effects (no counters, no
+        reload, nothing dropped): for the meter's probe."""
+        copy = self._copies.get((ns, key))
+        if copy is None or time.monotonic() - copy.loaded_at > self.staleness:
+            return None
+        return copy.entry if copy.entry.expires_ms > time.time() * 1000 else None
+
     def load(self, ns: str, key: str, *, refresh: bool = False) -> None:
         """Load a hot key in the background (once at a time per key); ``refresh`` loads
         it again although a copy is held."""

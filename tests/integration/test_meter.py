@@ -56,7 +56,7 @@ class Check:
         def measuring() -> bool:
             if self.popen.poll() is not None:
                 pytest.fail(f"mrcache check exited early:\n{self.output()}")
-            return "measuring writes" in self.err.read_text()
+            return "measuring" in self.err.read_text()
 
         eventually(measuring, timeout=30.0, what="mrcache check measuring")
 
@@ -104,8 +104,11 @@ class Row:
     checks: int
     fresh: int
     stale: int
+    not_cached: int
     errors: int
+    late: int
     percent: str
+    bound: str
     nines: str
 
 
@@ -117,8 +120,20 @@ def parse_table(text: str) -> dict[tuple[str, str], Row]:
     for line in lines[start + 1 :]:
         if not line.strip():
             break
-        region, delay, checks, fresh, stale, errors, percent, nines = re.split(r"\s{2,}", line)
-        rows[region, delay] = Row(int(checks), int(fresh), int(stale), int(errors), percent, nines)
+        region, delay, checks, fresh, stale, not_cached, errors, late, percent, bound, nines = (
+            re.split(r"\s{2,}", line)
+        )
+        rows[region, delay] = Row(
+            int(checks),
+            int(fresh),
+            int(stale),
+            int(not_cached),
+            int(errors),
+            int(late),
+            percent,
+            bound,
+            nines,
+        )
     return rows
 
 
@@ -178,15 +193,19 @@ def test_check_reports_every_region_fresh_after_1s(
             platform.close()
     print(printed)
     rows = parse_table(printed)
-    assert set(rows) == {("us-east", "1 s"), ("eu-west", "1 s")}, printed
-    for region in REGIONS:
-        row = rows[region, "1 s"]
+    # us-east is every key's home: its checks are reported apart
+    assert set(rows) == {("us-east", "1 s"), ("eu-west", "1 s"), ("us-east (home)", "1 s")}
+    assert rows["us-east", "1 s"].checks == 0, printed
+    for label in ("us-east (home)", "eu-west"):
+        row = rows[label, "1 s"]
         # a check the loaded test machine could not start on time is skipped (and the
         # output says so) rather than measured late; the first ones always start on time
         assert row.checks >= KEYS // 5, printed
-        assert row.errors == 0, printed
-        assert row.fresh >= 0.95 * (row.fresh + row.stale), printed
-    assert rows["us-east", "1 s"].percent == "100%"
+        assert row.errors == 0 and row.stale == 0, printed
+    # the home serves v2; eu-west dropped v1 on the event and would fill from home
+    home, away = rows["us-east (home)", "1 s"], rows["eu-west", "1 s"]
+    assert home.fresh == home.checks and home.percent == "100%", printed
+    assert away.not_cached == away.checks and away.percent == "-", printed
     sampled = re.search(r"^(\d+) writes sampled", printed, re.MULTILINE)
     assert sampled and int(sampled.group(1)) >= rows["us-east", "1 s"].checks, printed
 
@@ -212,7 +231,7 @@ def test_check_reports_the_lossy_region_stale(
             printed = check.finish()
             print(printed)
             rows = parse_table(printed)
-            home, lossy = rows["us-east", "1 s"], rows["eu-west", "1 s"]
+            home, lossy = rows["us-east (home)", "1 s"], rows["eu-west", "1 s"]
             assert home.stale == 0 and home.percent == "100%", printed
             # eu-west still serves v1 of every key: nothing is fresh there
             assert lossy.checks >= KEYS // 5 and lossy.errors == 0, printed
@@ -234,10 +253,12 @@ def test_check_reports_the_lossy_region_stale(
                 text = meter.get("/metrics").text
                 assert 'mrcache_meter_freshness_ratio{delay="1s",region="eu-west"}' in text
                 report = meter.get("/v1/report").json()
-                by_region = {row["region"]: row for row in report["rows"]}
-                assert by_region["us-east"]["stale"] == 0
-                assert by_region["eu-west"]["stale"] >= KEYS // 5
-                assert by_region["eu-west"]["window_fresh_ratio"] < 1.0
+                cells = {(row["region"], row["home"]): row for row in report["rows"]}
+                assert cells["us-east", True]["stale"] == 0
+                assert cells["us-east", True]["fresh"] >= KEYS // 5
+                assert cells["eu-west", False]["stale"] >= KEYS // 5
+                assert cells["eu-west", False]["window_fresh_ratio"] < 1.0
+                assert cells["eu-west", False]["stale_upper_bound"] == 1.0
             finally:
                 meter.close()
         finally:

@@ -17,6 +17,7 @@ from libs.common.store import Entry, Lookup
 from libs.common.versions import parse_version
 from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
 from services.regional_cache.fill import served_uncached
+from services.regional_cache.probe import MAX_PROBE_KEYS, probe_many
 from services.regional_cache.pusher import MAX_PUSH_BATCH
 
 router = APIRouter(include_in_schema=False)
@@ -93,6 +94,32 @@ async def get_entry(
             "X-Tag-Versions": ",".join(str(v) for v in entry.tag_versions),
         },
     )
+
+
+class ProbeItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ns: str
+    key: str
+
+
+class ProbeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: Annotated[list[ProbeItem], Field(max_length=MAX_PROBE_KEYS)]
+
+
+@router.post("/internal/v1/probe")
+async def probe(body: ProbeRequest, rt: RuntimeDep) -> JsonResponse:
+    """What this region would serve a client for each key, with no fill, no refresh and
+    no hot-key count (services/regional_cache/probe.py): the meter's read."""
+    items = [(check_namespace(i.ns), check_key(i.key)) for i in body.items]
+    return JsonResponse({"region": rt.region, "items": await probe_many(rt, items)})
+
+
+@router.get(f"/internal/v1/ns/{{ns}}/probe/{KEY_PARAM}")
+async def probe_one(ns: NamespaceDep, key: KeyDep, rt: RuntimeDep) -> JsonResponse:
+    """One key's :func:`probe`."""
+    found = await probe_many(rt, [(ns, key)])
+    return JsonResponse({"region": rt.region, **found[0]})
 
 
 @router.post("/internal/v1/events")
