@@ -104,6 +104,9 @@ def key_event(
     tag_versions: tuple[int, ...] = (),
 ) -> Event:
     carries = value is not None
+    # a set names its tags (with its stamps) even without a value, so whoever follows the
+    # topic (the meter) knows which keys a tag invalidation is about
+    stamped = carries or bool(tags)
     return Event(
         type="key",
         ns=ns,
@@ -116,9 +119,9 @@ def key_event(
         value_b64=base64.b64encode(value).decode("ascii") if value is not None else None,
         content_type=(content_type or "application/octet-stream") if carries else None,
         ttl=ttl if carries else None,
-        gen=gen if carries or op == "delete" else None,
-        tags=tags if carries else None,
-        tag_versions=tag_versions if carries else None,
+        gen=gen if stamped or op == "delete" else None,
+        tags=tags if stamped else None,
+        tag_versions=tag_versions if stamped else None,
     )
 
 

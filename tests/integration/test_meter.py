@@ -206,8 +206,8 @@ def test_check_reports_every_region_fresh_after_1s(
     home, away = rows["us-east (home)", "1 s"], rows["eu-west", "1 s"]
     assert home.fresh == home.checks and home.percent == "100%", printed
     assert away.not_cached == away.checks and away.percent == "-", printed
-    sampled = re.search(r"^(\d+) writes sampled", printed, re.MULTILINE)
-    assert sampled and int(sampled.group(1)) >= rows["us-east", "1 s"].checks, printed
+    sampled = re.search(r"^(\d+) invalidations sampled", printed, re.MULTILINE)
+    assert sampled and int(sampled.group(1)) >= home.checks, printed
 
 
 def test_check_reports_the_lossy_region_stale(
@@ -258,7 +258,11 @@ def test_check_reports_the_lossy_region_stale(
                 assert cells["us-east", True]["fresh"] >= KEYS // 5
                 assert cells["eu-west", False]["stale"] >= KEYS // 5
                 assert cells["eu-west", False]["window_fresh_ratio"] < 1.0
-                assert cells["eu-west", False]["stale_upper_bound"] == 1.0
+                # the bound sits above the observed stale rate (the seeding's v1 writes
+                # were fresh there)
+                away = cells["eu-west", False]
+                observed = away["stale"] / (away["fresh"] + away["stale"])
+                assert observed < away["stale_upper_bound"] <= 1.0
             finally:
                 meter.close()
         finally:
