@@ -50,6 +50,8 @@ locals {
   }
   meter_extra_secrets = {
     MRCACHE_API_KEY = one(aws_secretsmanager_secret.meter_api_key[*].arn)
+    # the meter's probe is a region-to-region route
+    MRCACHE_INTERNAL_TOKEN = one(aws_secretsmanager_secret.internal_token[*].arn)
   }
 
   # optional secrets that are not set are left out
