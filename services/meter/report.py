@@ -145,6 +145,7 @@ class Row:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        reads = self.served + self.not_cached
         return {
             "region": self.region,
             "home": self.home,
@@ -159,6 +160,10 @@ class Row:
             "fresh_percent": format_percent(self.fresh, self.stale),
             "stale_upper_bound": stale_upper_bound(self.stale, self.served),
             "nines": nines_supported(self.stale, self.served),
+            # a client's read at this delay: a region with no copy fills from the home
+            # (fresh), so this is the share of all reads that were stale
+            "stale_of_reads": self.stale / reads if reads else None,
+            "stale_of_reads_upper_bound": stale_upper_bound(self.stale, reads),
             "lag_mean_ms": self.lag_mean_ms,
             "lag_max_ms": self.lag_max_ms,
             "by_kind": self.by_kind,

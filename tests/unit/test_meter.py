@@ -193,6 +193,8 @@ def test_tally_counts_every_verdict_apart() -> None:
     assert row_of("us-east", 1.0, True, Tally()).label == "us-east (home)"
     as_dict = row.as_dict()
     assert as_dict["nines"] == nines_supported(2, 4) and as_dict["stale_upper_bound"] > 0.5
+    # of all reads (a region with no copy fills from the home): 2 stale of 5
+    assert as_dict["stale_of_reads"] == 0.4
 
 
 def test_window_is_bounded_by_age_and_size_and_shows_errors() -> None:
