@@ -79,6 +79,13 @@ def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
     )
 
 
+# what a consumer that follows the topic at its leisure (the meter, the reconciler's recent
+# lane: both look at an event half a second or more after it) asks each fetch to bring:
+# with the default of one byte a busy topic answers every fetch at once, and each fetch of
+# a few records costs the broker and the consumer far more than the records do
+LAZY_FETCH_MIN_BYTES = 256 * 1024
+
+
 def make_consumer(
     settings: KafkaSettings, *topics: str, group_id: str | None, **extra: Any
 ) -> AIOKafkaConsumer:

@@ -52,6 +52,10 @@ _RETRY_MAX = 2.0
 _PAUSE_AT = 4
 # records one Redis round trip applies at most
 _MAX_APPLY = 2000
+# seconds between offset commits (and backlog reports): a commit after every small batch
+# cost the relay and the broker more than applying the batch did at a few hundred events/s;
+# what a crash leaves uncommitted is re-applied, idempotent by version
+_COMMIT_EVERY = 0.5
 
 
 class Relay:
@@ -90,6 +94,8 @@ class Relay:
         # next offset to commit per partition: only events already applied
         self._applied: dict[TopicPartition, int] = {}
         self._committing: asyncio.Task[None] | None = None
+        self._last_commit = 0.0
+        self._last_backlog = 0.0
         self._rng = random.Random()
         self.applied_total = 0
 
@@ -147,8 +153,12 @@ class Relay:
                 if worker is None:
                     worker = self._workers[tp] = _Worker(self, consumer, tp)
                 worker.put(records)
-            self._commit_soon(consumer)
-            await self._report_backlog(consumer)
+            now = time.monotonic()
+            if now - self._last_commit >= _COMMIT_EVERY:
+                self._commit_soon(consumer)
+            if now - self._last_backlog >= _COMMIT_EVERY:
+                self._last_backlog = now
+                await self._report_backlog(consumer)
         # the workers stop after the batch in hand; then the last offsets, after any
         # commit still in flight
         await asyncio.gather(*(w.finish() for w in self._workers.values()))
@@ -179,6 +189,7 @@ class Relay:
         if not self._applied or (self._committing is not None and not self._committing.done()):
             return
         offsets, self._applied = self._applied, {}
+        self._last_commit = time.monotonic()
         self._committing = asyncio.create_task(self._commit(consumer, offsets))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 
 from libs.common import events
 from libs.common.errors import InvalidEvent
-from libs.common.kafka import follow_from_end, make_consumer, records
+from libs.common.kafka import LAZY_FETCH_MIN_BYTES, follow_from_end, make_consumer, records
 from libs.common.metrics import Metrics
 from libs.common.settings import KafkaSettings
 from services.reconciler.reconcile import Change, Reconciler
@@ -123,7 +123,9 @@ class RecentChanges:
         while self._consumer is None:
             # the checks wait half a second anyway: long fetch waits spare the broker
             lazy = self.kafka.model_copy(update={"fetch_max_wait_ms": FETCH_WAIT_MS})
-            consumer = make_consumer(lazy, self.kafka.topic, group_id=None)
+            consumer = make_consumer(
+                lazy, self.kafka.topic, group_id=None, fetch_min_bytes=LAZY_FETCH_MIN_BYTES
+            )
             try:
                 await consumer.start()
                 self._consumer = consumer

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from libs.common.breaker import BreakerSettings
 from libs.common.config import NamespaceConfig, PlatformConfig
-from libs.common.homes import home_region
+from libs.common.homes import home_finder, home_region
 from libs.common.hotkeys import HotKeys
 from libs.common.metrics import Metrics
 from libs.common.naming import jittered_ttl
@@ -86,8 +86,10 @@ class Runtime:
             threshold=settings.hot_key_threshold, sample_every=settings.hot_key_sample_every
         )
 
+        home = home_finder(platform)
+
         def namespace_home(ns: str) -> str:
-            return home_region(platform.namespace(ns), platform.platform.regions, ns, None)
+            return home(ns, None)
 
         stamper = Stamper(settings.region, store, regions, namespace_home)
         pusher = (
