@@ -179,7 +179,7 @@ def etag_version(value: str | None) -> int | None:
     if not value:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdigit() and len(text) <= 16 else None
 
 
 def parse_item(response: httpx.Response) -> Item:

@@ -177,10 +177,12 @@ def load_platform_config(path: Path | None) -> PlatformConfig:
     try:
         return PlatformConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"config file {path} is invalid:\n{_describe(exc)}") from None
+        raise ConfigError(f"config file {path} is invalid:\n{describe_validation(exc)}") from None
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation(exc: ValidationError) -> str:
+    """A validation error as ``  where: what`` lines, without the values given: a
+    setting may hold a password (a Redis URL's), which must not reach a log."""
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import uvicorn
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 
 from libs.common import logs
-from libs.common.config import PlatformConfig, load_platform_config
+from libs.common.config import PlatformConfig, describe_validation, load_platform_config
 from libs.common.errors import ConfigError
 from libs.common.events import Limits
 from libs.common.naming import check_region
@@ -70,6 +71,11 @@ class ServiceSettings(BaseSettings):
 S = TypeVar("S", bound=ServiceSettings)
 
 
+def redact_urls(text: str) -> str:
+    """``scheme://user:password@host`` as ``scheme://***@host`` wherever it appears."""
+    return re.sub(r"://[^/@\s]*@", "://***@", text)
+
+
 def run(
     name: str,
     settings_type: type[S],
@@ -91,8 +97,11 @@ def run(
     except ConfigError as exc:
         print(f"mrcache-{name}: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
-    except ValueError as exc:  # pydantic's ValidationError of the settings
-        print(f"mrcache-{name}: invalid settings:\n{exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"mrcache-{name}: invalid settings:\n{describe_validation(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as exc:  # a setting a library refused (a URL it cannot parse)
+        print(f"mrcache-{name}: invalid settings: {redact_urls(str(exc))}", file=sys.stderr)
         raise SystemExit(2) from None
     # an app may narrow where it listens (regional_cache: loopback without API keys)
     host = getattr(app.state, "bind_host", settings.host)

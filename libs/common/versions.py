@@ -27,14 +27,24 @@ from libs.common.errors import InvalidVersion
 MAX_VERSION = 2**53 - 1
 
 
+# the most digits a version can have: longer text is refused before int() sees it (Python
+# refuses to convert more than 4,300 digits, and a long number costs time to convert)
+_MAX_DIGITS = len(str(MAX_VERSION))
+# entity tags one If-Match / If-None-Match header may list
+MAX_ETAGS = 100
+
+
 def parse_version(raw: str, *, what: str = "version") -> int:
-    """Parse a client-supplied version (query parameter, header or ETag)."""
+    """Parse a client-supplied version (query parameter, header or ETag): digits,
+    optionally quoted, optionally a weak tag (``W/"7"``) once."""
     text = raw.strip()
+    if text.startswith("W/"):
+        text = text[2:]
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         text = text[1:-1]
-    if text.startswith("W/"):
-        return parse_version(text[2:], what=what)
-    if not text.isascii() or not text.isdigit():
+    if len(text) > _MAX_DIGITS or not text.isascii() or not text.isdigit():
+        if text.isascii() and text.isdigit():
+            raise InvalidVersion(f"{what} must be between 1 and {MAX_VERSION}")
         raise InvalidVersion(f"{what} must be a positive integer, got {raw[:40]!r}")
     value = int(text)
     if not 0 < value <= MAX_VERSION:
@@ -50,4 +60,7 @@ def parse_etag_list(raw: str) -> list[int] | None:
     """Versions named by ``If-None-Match`` / ``If-Match``; ``None`` means ``*``."""
     if raw.strip() == "*":
         return None
-    return [parse_version(part, what="entity tag") for part in raw.split(",") if part.strip()]
+    parts = [part for part in raw.split(",", MAX_ETAGS) if part.strip()]
+    if len(parts) > MAX_ETAGS:
+        raise InvalidVersion(f"at most {MAX_ETAGS} entity tags a header")
+    return [parse_version(part, what="entity tag") for part in parts]

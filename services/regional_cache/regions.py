@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class RegionClient:
         self.region = region
         # proves to the other regions that a request comes from a region of the platform
         self._internal = {INTERNAL: internal_token} if internal_token else {}
+        self._token = internal_token.encode() if internal_token else None
         self.urls = urls
         self.timeout = timeout
         self._client: httpx.AsyncClient | None = None
@@ -69,9 +71,18 @@ class RegionClient:
             )
         return url.rstrip("/")
 
+    def from_a_region(self, request: Request) -> bool:
+        """Whether a request may speak for another region (its internal headers count):
+        it carries the internal token; with none configured every caller can (the
+        platform is open, and the service binds to loopback only)."""
+        if self._token is None:
+            return True
+        presented = request.headers.get(INTERNAL, "").encode()
+        return hmac.compare_digest(presented, self._token)
+
     async def forward(self, request: Request, home: str, body: bytes) -> Response:
         """Send the client's write to the home region and relay its answer."""
-        if request.headers.get(HOP):
+        if request.headers.get(HOP) and self.from_a_region(request):
             # the sender believed this region is home: configs disagree, do not ping-pong
             raise HomeUnavailable(
                 f"{request.headers[HOP]} forwarded this to {self.region}, but its home is "

@@ -103,6 +103,18 @@ def test_forwarded_writes_keep_the_callers_identity(regions: dict[str, str]) -> 
     assert got.status_code == 200 and got.content == b"x"
 
 
+def test_a_clients_hop_header_is_not_honoured(regions: dict[str, str]) -> None:
+    """X-Mrcache-Hop from a client (no internal token) turned its own write into a 503;
+    only a request with the internal token speaks for another region."""
+    writer = {"Authorization": f"Bearer {KEYS['writer'][0]}", "X-Mrcache-Hop": "us-east"}
+    eu = regions["eu-west"]
+    ok = httpx.put(f"{eu}/v1/ns/catalog/keys/hop", content=b"x", headers=writer)
+    assert ok.status_code == 200 and ok.headers["x-cache-forwarded"] == "eu-west", ok.text
+    region = {**writer, "X-Mrcache-Internal": "internal-hop-secret"}
+    looped = httpx.put(f"{eu}/v1/ns/catalog/keys/hop", content=b"x", headers=region)
+    assert looped.status_code == 503 and looped.json()["error"]["code"] == "home_unavailable"
+
+
 def test_open_routes_and_the_internal_hop(regions: dict[str, str]) -> None:
     us = regions["us-east"]
     assert httpx.get(f"{us}/healthz").status_code == 200

@@ -158,3 +158,26 @@ def test_raw_http_garbage_does_not_hurt_the_service(
             reply = sock.recv(4096)
             assert not reply.startswith(b"HTTP/1.1 5")
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("version", "9" * 5000),
+        ("min_version", "9" * 5000),
+        ("X-Min-Version", "9" * 5000),
+        ("If-Match", '"' + "9" * 5000 + '"'),
+        ("If-None-Match", 'W/"' * 2000 + '1"'),
+        ("If-Match", ",".join(['"1"'] * 500)),
+    ],
+)
+def test_hostile_versions_answer_400(client: httpx.Client, ns: str, where: str, value: str) -> None:
+    """Digits past Python's int limit and a weak prefix repeated 2,000 times were 500s."""
+    if where in ("version", "min_version"):
+        method = "PUT" if where == "version" else "GET"
+        r = client.request(method, f"/v1/ns/{ns}/keys/k", content=b"x", params={where: value})
+    else:
+        method = "GET" if where == "X-Min-Version" else "PUT"
+        r = client.request(method, f"/v1/ns/{ns}/keys/k", content=b"x", headers={where: value})
+    assert r.status_code == 400, r.text
+    assert error_code(r) in ("invalid_version", "invalid_request")

@@ -64,3 +64,13 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
     proc = run_service({**base, "MRCACHE_CONFIG": str(config), "MRCACHE_REGION": "us-east"})
     assert proc.returncode == 2
     assert "not in platform.regions" in proc.stderr
+
+
+def test_a_bad_redis_url_is_reported_without_its_password() -> None:
+    """The settings error echoed the whole URL, password included, into the log."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MRCACHE_")}
+    for url in ("http://:hunter2@redis:6379/0", "redis://admin:hunter2@redis:notaport/0"):
+        proc = run_service({**base, "MRCACHE_REDIS__URL": url})
+        assert proc.returncode == 2, proc.stderr
+        assert "hunter2" not in proc.stderr and "invalid settings" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -74,6 +74,16 @@ async def test_key_is_url_quoted(origin: OriginServer) -> None:
     assert origin.stats()["requests"] == {key: 1}
 
 
+@pytest.mark.parametrize("key", ["..", ".", "...", "./x"])
+async def test_dot_segments_stay_inside_the_template(origin: OriginServer, key: str) -> None:
+    """A key of ``..`` made the origin request ``/`` and ``.`` ``/items``: dot segments
+    resolved by the HTTP client escaped the template."""
+    async with client(Metrics()) as origins:
+        result = await origins.fetch(NS, origin.url(), key)
+    assert result.value == f"value-of-{key}-v1".encode()
+    assert origin.stats()["requests"] == {key: 1}
+
+
 async def test_no_version_no_cache_control(origin: OriginServer) -> None:
     origin.control(no_version=True)
     async with client(Metrics()) as origins:
