@@ -28,6 +28,8 @@ MAX_TAGS = 16
 # keys per batch request (batchGet is api.md's; a warm-up batch is region-to-region)
 MAX_BATCH_KEYS = 1000
 MAX_WARM_KEYS = 500
+# bytes a JSON body may take per key it lists: a 512-byte key escaped as \uXXXX is 3 KiB
+JSON_BYTES_PER_KEY = 4096
 # C0 controls, DEL and C1 controls: invisible in logs and ambiguous in URLs.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

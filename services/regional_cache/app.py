@@ -14,6 +14,7 @@ from libs.common.auth import Authenticator
 from libs.common.errors import ConfigError
 from services.regional_cache import handlers
 from services.regional_cache.auth import AuthMiddleware
+from services.regional_cache.bodylimit import BodyLimitMiddleware
 from services.regional_cache.middleware import MetricsMiddleware
 from services.regional_cache.routes import internal, keys, namespaces, system
 from services.regional_cache.runtime import Runtime
@@ -56,6 +57,8 @@ def create_app(settings: RegionalCacheSettings) -> FastAPI:
     # serves it (first match wins) without FastAPI's per-request wrapper; the FastAPI
     # route of the same path stays, unmatched, for the OpenAPI schema.
     app.router.routes.insert(0, _HotRoute(keys.KEY_PATH, keys.get_key, methods=["GET"]))
+    # inside authentication (added before it): a caller is identified before its body is read
+    app.add_middleware(BodyLimitMiddleware)
     authenticator = Authenticator(runtime.platform.auth.keys)
     if authenticator.enabled:
         token = settings.internal_token.get_secret_value() if settings.internal_token else None

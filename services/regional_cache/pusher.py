@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # events one request carries at most, and bytes (one event past it goes alone)
 MAX_PUSH_BATCH = 500
+# what a region accepts in one pushed request: MAX_PUSH_BATCH events of the largest value,
+# base64 in JSON (the sender keeps its batches far below, at _MAX_PUSH_BYTES)
+MAX_PUSH_REQUEST_BYTES = 64 * 1024 * 1024
 _MAX_PUSH_BYTES = 8 * 1024 * 1024
 # events waiting for one region past which the oldest are dropped (Kafka brings them)
 _MAX_QUEUED = 20_000

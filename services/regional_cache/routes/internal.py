@@ -11,22 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common import events
 from libs.common.apply import apply_events
 from libs.common.errors import HomeUnavailable, InvalidEvent, InvalidRequest
-from libs.common.naming import MAX_WARM_KEYS, check_key, check_namespace, parse_tags
+from libs.common.naming import (
+    MAX_WARM_KEYS,
+    check_key,
+    check_namespace,
+    parse_tags,
+)
 from libs.common.responses import JsonResponse
 from libs.common.store import Entry, Lookup
 from libs.common.versions import parse_version
 from services.regional_cache.deps import KEY_PARAM, KeyDep, NamespaceDep, RuntimeDep
 from services.regional_cache.fill import served_uncached
 from services.regional_cache.probe import MAX_PROBE_KEYS, probe_many
-from services.regional_cache.pusher import MAX_PUSH_BATCH
+from services.regional_cache.pusher import MAX_PUSH_BATCH, MAX_PUSH_REQUEST_BYTES
 
 router = APIRouter(include_in_schema=False)
 
 # copies one warm request fetches from the source at once: few, so a warm-up batch
 # never crowds out the region's own requests
 _WARM_CONCURRENCY = 4
-# a pushed batch at most: MAX_PUSH_BATCH events of the largest value, base64 in JSON
-_MAX_PUSH_BYTES = 64 * 1024 * 1024
 
 
 class WarmRequest(BaseModel):
@@ -129,8 +132,8 @@ async def apply_pushed_events(request: Request, rt: RuntimeDep) -> Response:
     still arrive by Kafka). Lines that are not valid events are counted and skipped;
     the relays dead-letter them when they come by Kafka."""
     body = await request.body()
-    if len(body) > _MAX_PUSH_BYTES:
-        raise InvalidRequest(f"at most {_MAX_PUSH_BYTES} bytes of events a request")
+    if len(body) > MAX_PUSH_REQUEST_BYTES:
+        raise InvalidRequest(f"at most {MAX_PUSH_REQUEST_BYTES} bytes of events a request")
     batch: list[events.Event] = []
     invalid = 0
     limits = rt.settings.event_limits()

@@ -370,7 +370,9 @@ def _version_required(ns: str) -> VersionRequired:
 
 
 @router.post(
-    "/v1/ns/{ns}/keys:batchGet", response_model=BatchGetResult, responses={400: _ERROR, 503: _ERROR}
+    "/v1/ns/{ns}/keys:batchGet",
+    response_model=BatchGetResult,
+    responses={400: _ERROR, 413: _ERROR, 503: _ERROR},
 )
 async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> JsonResponse:
     """Read up to 1000 keys of one namespace; items come back in request order."""
