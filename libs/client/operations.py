@@ -131,11 +131,18 @@ class Operations:
         if isinstance(keys, str):
             raise TypeError("keys must be a sequence of keys, not one string")
         found: dict[str, Item | None] = {}
+        unfetched: list[str] = []
         for chunk in wire.chunks(keys):
             region, response = yield from self._read(wire.batch_spec(ns, chunk))
             if response.status_code != 200:
                 raise wire.error_from(response)
-            found.update(wire.parse_batch(response, region))
+            for key, item, fetched in wire.parse_batch(response, region):
+                found[key] = item
+                if not fetched:
+                    unfetched.append(key)
+        # misses past the server's fill budget were not looked up: one by one
+        for key in unfetched:
+            found[key] = yield from self.get(ns, key)
         for key, item in found.items():
             written = self.versions.floor(ns, key)
             if written is not None and not written.satisfied_by(item):

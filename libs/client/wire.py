@@ -214,8 +214,9 @@ def parse_put(response: httpx.Response) -> PutResult:
     )
 
 
-def parse_batch(response: httpx.Response, region: str) -> list[tuple[str, Item | None]]:
-    """``(key, item or None)`` in request order; items carry the region asked."""
+def parse_batch(response: httpx.Response, region: str) -> list[tuple[str, Item | None, bool]]:
+    """``(key, item or None, fetched)`` in request order; items carry the region asked.
+    ``fetched`` is false for a miss the server did not look up (past its fill budget)."""
 
     def item(raw: dict[str, Any]) -> Item | None:
         if not raw["found"]:
@@ -230,7 +231,12 @@ def parse_batch(response: httpx.Response, region: str) -> list[tuple[str, Item |
         )
 
     return _parse(
-        response, "batchGet", lambda body: [(str(raw["key"]), item(raw)) for raw in body["items"]]
+        response,
+        "batchGet",
+        lambda body: [
+            (str(raw["key"]), item(raw), raw.get("fetched", True) is not False)
+            for raw in body["items"]
+        ],
     )
 
 

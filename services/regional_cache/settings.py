@@ -43,6 +43,9 @@ class RegionalCacheSettings(ServiceSettings):
     near_cache_ms: Annotated[float, Field(gt=0, le=60_000)] = 50.0
     near_cache_max_entries: Annotated[int, Field(ge=1)] = 1000
     near_cache_max_value_bytes: Annotated[int, Field(ge=1)] = 64 * 1024
+    # misses one batchGet fills at most (each a request to the key's home region or the
+    # origin); misses past it come back with "fetched": false, not fetched
+    batch_fill_limit: Annotated[int, Field(ge=0, le=1000)] = 100
     # seconds between additions of this process's hot keys to the region's ranking
     # (what `mrcache warm` copies from)
     hot_ranking_interval: Annotated[float, Field(gt=0)] = 5.0

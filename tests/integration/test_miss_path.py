@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -324,3 +325,26 @@ def test_a_fill_voided_by_an_invalidation_during_its_fetch_fetches_again(
     assert reply.status_code == 200, reply.text
     assert reply.content == b"value-of-voided-v1"
     assert origin.stats()["requests"]["voided"] == 2
+
+
+def test_a_batch_get_fills_at_most_its_budget_from_the_origin(
+    two_processes: tuple[Service, Service, RedisServer], origin: OriginServer
+) -> None:
+    """A batchGet of 1,000 cold keys made 1,000 origin requests; now at most
+    batch_fill_limit (100), the others come back not fetched and a later read gets them."""
+    svc, _, _ = two_processes
+    prefix = uuid.uuid4().hex[:6]
+    keys = [f"batch-{prefix}-{i}" for i in range(300)]
+    with svc.client() as client:
+        r = client.post("/v1/ns/products/keys:batchGet", json={"keys": keys})
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        assert [i["key"] for i in items] == keys
+        fetched = [i for i in items if i["fetched"]]
+        assert len(fetched) == 100 and all(i["found"] for i in fetched)
+        assert all(not i["found"] for i in items if not i["fetched"])
+        assert origin.stats()["total"] == 100
+        # what was filled is cached now; the next batch fills the next 100
+        again = client.post("/v1/ns/products/keys:batchGet", json={"keys": keys}).json()
+        assert sum(1 for i in again["items"] if i["found"]) == 200
+        assert origin.stats()["total"] == 200

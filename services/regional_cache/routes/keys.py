@@ -75,6 +75,8 @@ class BatchItem(BaseModel):
     version: int | None = None
     content_type: str | None = None
     value_b64: str | None = None
+    # false: a miss past the request's fill budget (batch_fill_limit), not looked up
+    fetched: bool = True
 
 
 class BatchGetResult(BaseModel):
@@ -375,7 +377,12 @@ def _version_required(ns: str) -> VersionRequired:
     responses={400: _ERROR, 413: _ERROR, 503: _ERROR},
 )
 async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> JsonResponse:
-    """Read up to 1000 keys of one namespace; items come back in request order."""
+    """Read up to 1000 keys of one namespace; items come back in request order.
+
+    Misses are filled (from the key's home region or the origin), ``batch_fill_limit``
+    of them at most, so one request cannot turn into a thousand origin requests; a miss
+    past the limit comes back ``"found": false, "fetched": false``: not an answer about
+    the key, ask again (a single GET, or a smaller batch)."""
     for key in body.keys:
         check_key(key)
     results = await rt.store.read_many(ns, body.keys) if body.keys else []
@@ -386,6 +393,9 @@ async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> 
         rt.hits.inc(hits)
     if misses:
         rt.misses.inc(len(misses))
+        budget = rt.settings.batch_fill_limit
+        unfetched = set(misses[budget:])
+        misses = misses[:budget]
         limit = asyncio.Semaphore(_BATCH_FILLS)
 
         async def fill(i: int) -> None:
@@ -394,11 +404,16 @@ async def batch_get(ns: NamespaceDep, body: BatchGetRequest, rt: RuntimeDep) -> 
                     entries[i], _ = await _miss(rt, ns, body.keys[i], results[i], 0)
 
         await asyncio.gather(*(fill(i) for i in misses))
-    items = [_item(key, entry) for key, entry in zip(body.keys, entries, strict=True)]
+    else:
+        unfetched = set()
+    items = [
+        _item(key, entry, fetched=i not in unfetched)
+        for i, (key, entry) in enumerate(zip(body.keys, entries, strict=True))
+    ]
     return JsonResponse({"items": items})
 
 
-def _item(key: str, entry: Entry | None) -> dict[str, Any]:
+def _item(key: str, entry: Entry | None, *, fetched: bool = True) -> dict[str, Any]:
     if entry is None:
         return {
             "key": key,
@@ -406,6 +421,7 @@ def _item(key: str, entry: Entry | None) -> dict[str, Any]:
             "version": None,
             "content_type": None,
             "value_b64": None,
+            "fetched": fetched,
         }
     return {
         "key": key,
@@ -413,4 +429,5 @@ def _item(key: str, entry: Entry | None) -> dict[str, Any]:
         "version": entry.version,
         "content_type": entry.content_type,
         "value_b64": base64.b64encode(entry.value).decode("ascii"),
+        "fetched": True,
     }
