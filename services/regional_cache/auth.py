@@ -21,6 +21,18 @@ from libs.common.auth import INTERNAL_HEADER, Authenticator
 log = logging.getLogger(__name__)
 
 INTERNAL = INTERNAL_HEADER
+# where a request's standing goes (request.state): True when it may see the platform's
+# internals (an admin key, the internal token, or no API keys configured at all)
+PRIVILEGED = "mrcache_privileged"
+
+
+def privileged(scope: Scope) -> bool:
+    """Whether the request may see origins, Redis memory and other internals; a request
+    that passed no AuthMiddleware (no API keys configured) may."""
+    state = scope.get("state")
+    return True if state is None or PRIVILEGED not in state else bool(state[PRIVILEGED])
+
+
 _OPEN = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 
 
@@ -96,6 +108,9 @@ class AuthMiddleware:
         if path == "/metrics" and _loopback(scope):
             return None
         identity = self.auth.identify(headers.get("authorization"))
+        scope.setdefault("state", {})[PRIVILEGED] = self._internal(headers) or (
+            identity is not None and "admin" in identity.scopes
+        )
         if identity is None:
             return 401, "unauthorized", "a valid API key is required (Authorization: Bearer)"
         needed, ns = (

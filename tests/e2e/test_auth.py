@@ -23,7 +23,10 @@ KEYS = {
     "invalidator": ("i-secret-3", ["invalidate"], ["catalog"]),
     "admin": ("a-secret-4", ["admin"], ["*"]),
 }
-CONFIG = '[platform]\nregions = ["us-east", "eu-west"]\n' + "".join(
+CONFIG = (
+    '[platform]\nregions = ["us-east", "eu-west"]\n'
+    '\n[namespaces.secretive]\norigin = "http://origin.internal:9000/items/{key}?token=s3cr3t"\n'
+) + "".join(
     f'\n[[auth.keys]]\nname = "{name}"\nsecret_sha256 = "{sha256_hex(secret)}"\n'
     f"scopes = {scopes}\nnamespaces = {patterns}\n"
     for name, (secret, scopes, patterns) in KEYS.items()
@@ -113,6 +116,21 @@ def test_a_clients_hop_header_is_not_honoured(regions: dict[str, str]) -> None:
     region = {**writer, "X-Mrcache-Internal": "internal-hop-secret"}
     looped = httpx.put(f"{eu}/v1/ns/catalog/keys/hop", content=b"x", headers=region)
     assert looped.status_code == 503 and looped.json()["error"]["code"] == "home_unavailable"
+
+
+def test_internals_are_shown_to_admin_keys_only(regions: dict[str, str]) -> None:
+    """A read key saw origin URLs (with their credentials) in GET /v1/ns/{ns}, and any key
+    saw Redis memory and the event settings in /v1/info."""
+    us = regions["us-east"]
+    writer = {"Authorization": f"Bearer {KEYS['writer'][0]}"}
+    admin = {"Authorization": f"Bearer {KEYS['admin'][0]}"}
+    seen = httpx.get(f"{us}/v1/ns/secretive", headers=writer).json()
+    assert "s3cr3t" not in str(seen) and seen["origin"].startswith("(set")
+    assert "s3cr3t" in httpx.get(f"{us}/v1/ns/secretive", headers=admin).json()["origin"]
+    info = httpx.get(f"{us}/v1/info", headers=writer).json()
+    assert set(info) == {"region", "regions", "version", "limits"}  # what a client needs
+    full = httpx.get(f"{us}/v1/info", headers=admin).json()
+    assert "used_memory" in full["eviction"] and "topic" in full["events"]
 
 
 def test_open_routes_and_the_internal_hop(regions: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from libs.common import events
 from libs.common.responses import JsonResponse
+from services.regional_cache.auth import privileged
 from services.regional_cache.deps import NamespaceDep, RuntimeDep, TagDep
 from services.regional_cache.routes.keys import _ERROR
 
@@ -40,9 +41,18 @@ async def invalidate_tag(
     return JsonResponse({"ns": ns, "tag": tag, "version": version}, status_code=202)
 
 
-def _describe(rt: Any, ns: str) -> dict[str, Any]:
-    cfg = rt.namespace(ns)
-    return {"ns": ns, "configured": ns in rt.platform.namespaces, **cfg.model_dump()}
+# where a namespace's data comes from: for admin keys only (a URL may name an internal
+# host, or carry a credential in its query)
+_PRIVATE = ("origin", "source_of_truth")
+
+
+def _describe(rt: Any, ns: str, *, full: bool = True) -> dict[str, Any]:
+    cfg = rt.namespace(ns).model_dump()
+    if not full:
+        for name in _PRIVATE:
+            if cfg.get(name) is not None:
+                cfg[name] = "(set: shown to admin keys)"
+    return {"ns": ns, "configured": ns in rt.platform.namespaces, **cfg}
 
 
 @router.get("/v1/ns")
@@ -53,6 +63,7 @@ async def list_namespaces(rt: RuntimeDep) -> JsonResponse:
 
 
 @router.get("/v1/ns/{ns}", responses={400: _ERROR})
-async def get_namespace(ns: NamespaceDep, rt: RuntimeDep) -> JsonResponse:
-    """The effective settings of one namespace (unlisted ones take ``default``)."""
-    return JsonResponse(_describe(rt, ns))
+async def get_namespace(ns: NamespaceDep, rt: RuntimeDep, request: Request) -> JsonResponse:
+    """The effective settings of one namespace (unlisted ones take ``default``); its
+    origin and source-of-truth URLs are shown to admin keys only."""
+    return JsonResponse(_describe(rt, ns, full=privileged(request.scope)))

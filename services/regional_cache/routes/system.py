@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from libs.common import __version__
 from libs.common.errors import StoreUnavailable
 from libs.common.responses import JsonResponse
+from services.regional_cache.auth import privileged
 from services.regional_cache.deps import RuntimeDep
 from services.regional_cache.handlers import error_response
 
@@ -17,38 +18,40 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/v1/info")
-async def info(rt: RuntimeDep) -> JsonResponse:
-    """This region, every region's URL, software version, eviction and event settings."""
+async def info(rt: RuntimeDep, request: Request) -> JsonResponse:
+    """This region, every region's URL (what clients connect to), software version and
+    limits; eviction, Redis memory and event settings for admin keys only."""
     regions = {
         name: rt.settings.region_urls.get(name) or rt.platform.region(name).url
         for name in rt.platform.platform.regions
     }
+    body = {
+        "region": rt.region,
+        "regions": regions,
+        "version": __version__,
+        "limits": {
+            "max_value_bytes": rt.settings.max_value_bytes,
+            "max_ttl": rt.settings.max_ttl,
+        },
+    }
+    if not privileged(request.scope):
+        return JsonResponse(body)
     try:
         memory = await rt.store.memory_info()
     except StoreUnavailable:
         memory = {}
-    return JsonResponse(
-        {
-            "region": rt.region,
-            "regions": regions,
-            "version": __version__,
-            "eviction": {
-                "policy": rt.eviction_policy,
-                "maxmemory": rt.maxmemory,
-                "redis_policy": memory.get("maxmemory_policy"),
-                "redis_maxmemory": memory.get("maxmemory"),
-                "used_memory": memory.get("used_memory"),
-            },
-            "events": {
-                "topic": rt.settings.kafka.topic,
-                "outbox_active": rt.publisher.outbox_active,
-            },
-            "limits": {
-                "max_value_bytes": rt.settings.max_value_bytes,
-                "max_ttl": rt.settings.max_ttl,
-            },
-        }
-    )
+    body["eviction"] = {
+        "policy": rt.eviction_policy,
+        "maxmemory": rt.maxmemory,
+        "redis_policy": memory.get("maxmemory_policy"),
+        "redis_maxmemory": memory.get("maxmemory"),
+        "used_memory": memory.get("used_memory"),
+    }
+    body["events"] = {
+        "topic": rt.settings.kafka.topic,
+        "outbox_active": rt.publisher.outbox_active,
+    }
+    return JsonResponse(body)
 
 
 @router.get("/healthz")
