@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,6 +179,7 @@ def test_publish_failure_metric_is_counted(lonely_service: Service, own_broker: 
         assert float(line.split()[-1]) >= 1
 
 
+@pytest.mark.timeout(150)
 async def test_two_drainers_over_a_slow_broker_lose_no_event(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
@@ -223,10 +225,10 @@ async def test_two_drainers_over_a_slow_broker_lose_no_event(
         got = await collect_events(kafka.bootstrap, want=len(sent), topic=kafka.topic, timeout=30)
         assert {e.id for e in sent} <= {e.id for e in got}, "events were trimmed unsent"
     finally:
-        for drainer in drainers:
-            await drainer.stop()
-        await redis.aclose()
-        await proxy.close()
+        # each step bounded: a hang in teardown must fail this test, not the suite's clock
+        for step in [*(d.stop() for d in drainers), redis.aclose(), proxy.close()]:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(step, 15)
         broker.stop()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -30,16 +32,19 @@ async def read_topic(
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
     )
-    await consumer.start()
+    # bounded like the reads: a broker that never answers (a paused proxy, say) must fail
+    # the test, not hang it
+    deadline = time.monotonic() + timeout
     found: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        deadline = time.monotonic() + timeout
+        await asyncio.wait_for(consumer.start(), timeout)
         while len(found) < want and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 found.extend(r for r in records if keep(r))
     finally:
-        await consumer.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(consumer.stop(), 10)
     return found
 
 
