@@ -21,6 +21,14 @@ SCOPES = ("read", "write", "invalidate", "admin")
 INTERNAL_HEADER = "x-mrcache-internal"
 
 
+def presents_token(presented: str | None, token: bytes | None) -> bool:
+    """Whether ``presented`` (the internal header's value) is the configured internal
+    token, compared in constant time; never when no token is configured."""
+    if token is None:
+        return False
+    return hmac.compare_digest((presented or "").encode(), token)
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who presented a valid key: its name and what it may do."""

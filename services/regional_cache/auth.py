@@ -8,7 +8,6 @@ everything else under ``/v1`` needs a key with the scope for the namespace.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 from urllib.parse import unquote
@@ -16,7 +15,7 @@ from urllib.parse import unquote
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from libs.common.auth import INTERNAL_HEADER, Authenticator
+from libs.common.auth import INTERNAL_HEADER, Authenticator, presents_token
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +121,7 @@ class AuthMiddleware:
         return None
 
     def _internal(self, headers: dict[str, str]) -> bool:
-        presented = headers.get(INTERNAL, "").encode()
-        return self.internal_token is not None and hmac.compare_digest(
-            presented, self.internal_token
-        )
+        return presents_token(headers.get(INTERNAL), self.internal_token)
 
 
 def _loopback(scope: Scope) -> bool:

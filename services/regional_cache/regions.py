@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
+from libs.common.auth import presents_token
 from libs.common.errors import HomeUnavailable, OriginUnavailable
 from libs.common.naming import path_segment
 from libs.common.store import Entry, Stamps
@@ -75,10 +75,7 @@ class RegionClient:
         """Whether a request may speak for another region (its internal headers count):
         it carries the internal token; with none configured every caller can (the
         platform is open, and the service binds to loopback only)."""
-        if self._token is None:
-            return True
-        presented = request.headers.get(INTERNAL, "").encode()
-        return hmac.compare_digest(presented, self._token)
+        return self._token is None or presents_token(request.headers.get(INTERNAL), self._token)
 
     async def forward(self, request: Request, home: str, body: bytes) -> Response:
         """Send the client's write to the home region and relay its answer."""

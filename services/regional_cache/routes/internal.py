@@ -11,12 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common import events
 from libs.common.apply import apply_events
 from libs.common.errors import HomeUnavailable, InvalidEvent, InvalidRequest
-from libs.common.naming import (
-    MAX_WARM_KEYS,
-    check_key,
-    check_namespace,
-    parse_tags,
-)
+from libs.common.naming import MAX_WARM_KEYS, check_key, check_namespace, parse_tags
 from libs.common.responses import JsonResponse
 from libs.common.store import Entry, Lookup
 from libs.common.versions import parse_version
